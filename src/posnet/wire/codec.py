@@ -1,0 +1,212 @@
+"""Encoding and decoding of whole messages on both legs.
+
+A :class:`Message` keeps the decoded fields as strings (pyiso8583's form:
+digits for numbers, uppercase hex for binary fields) and, once decoded or
+encoded, the raw body bytes from the MTI on: the MAC is computed over them.
+
+Errors are :class:`WireError`, naming the field and the byte position in the
+frame, e.g. ``field 4: not numeric ('00000000AB12') at position 19``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import iso8583
+from iso8583.decoder import DecodeError
+from iso8583.encoder import EncodeError
+
+from .specs import HOST_FIELDS, HOST_SPEC, TERMINAL_FIELDS, TERMINAL_SPEC
+
+TPDU_LEN = 5
+HEADER_LEN = 6
+MAC_LEN = 8
+MAX_FRAME_BYTES = 4096  # the largest message either leg accepts; CUP messages stay under 1 KiB
+
+MacFunction = Callable[[bytes], bytes]
+
+
+class WireError(ValueError):
+    """A frame that does not follow the spec. ``field`` is None for framing errors."""
+
+    def __init__(self, message: str, field_no: str | None = None, position: int | None = None):
+        super().__init__(message)
+        self.field = field_no
+        self.position = position
+
+
+@dataclass
+class Message:
+    mti: str
+    fields: dict[str, str] = field(default_factory=dict)
+    tpdu: str = ""  # hex, terminal leg only
+    header: str = ""  # hex, terminal leg only
+    raw: bytes = b""  # body from the MTI on, as sent or received
+
+    def get(self, number: int | str, default: str | None = None) -> str | None:
+        return self.fields.get(str(number), default)
+
+    def __getitem__(self, number: int | str) -> str:
+        return self.fields[str(number)]
+
+    def has(self, number: int | str) -> bool:
+        return str(number) in self.fields
+
+    @property
+    def mac_field(self) -> str:
+        return "128" if any(int(k) > 64 for k in self.fields) else "64"
+
+    def mac_input(self) -> bytes:
+        """The bytes a MAC covers: the body from the MTI up to the MAC field."""
+        return self.raw[:-MAC_LEN]
+
+
+def _validate(fields: dict[str, str], rows, positions: dict[str, int], base: int) -> None:
+    for key, value in fields.items():
+        kind = rows[int(key)][0]
+        ok = True
+        if kind == "n":
+            ok = value.isdigit() if value else True
+        elif kind == "z":
+            ok = all(c in "0123456789=D" for c in value)
+        if not ok:
+            pos = positions.get(key)
+            raise WireError(
+                f"field {key}: not numeric ({_shown(key, value)!r})"
+                + (f" at position {base + pos}" if pos is not None else ""),
+                key,
+                None if pos is None else base + pos,
+            )
+
+
+def _shown(key: str, value: str) -> str:
+    # Never echo card or PIN data into an error message.
+    if key in ("2", "35", "36", "52", "55", "62"):
+        return f"<{len(value)} characters>"
+    return value
+
+
+def _decode(body: bytes, spec, rows, base: int) -> Message:
+    try:
+        doc, enc = iso8583.decode(body, spec)
+    except DecodeError as e:
+        raise WireError(f"field {_name(e.field)}: {e.msg} at position {base + e.pos}", e.field, base + e.pos) from None
+    except KeyError as e:  # a bit set for a field the spec does not carry
+        raise WireError(f"field {e.args[0]}: not in this spec", str(e.args[0])) from None
+    mti = doc.pop("t")
+    doc.pop("p", None)
+    doc.pop("1", None)
+    doc.pop("h", None)
+    if not mti.isdigit():
+        raise WireError(f"field MTI: not numeric ({mti!r}) at position {base}", "t", base)
+    positions: dict[str, int] = {}
+    offset = 0
+    # pyiso8583 keeps each field's raw bytes; recompute positions for messages.
+    for key in ("t", "p", "1"):
+        if key in enc:
+            offset += len(enc[key]["len"]) + len(enc[key]["data"])
+    for key in sorted((k for k in enc if k.isdigit() and k != "1"), key=int):
+        positions[key] = offset
+        offset += len(enc[key]["len"]) + len(enc[key]["data"])
+    _validate(doc, rows, positions, base)
+    return Message(mti=mti, fields=doc, raw=bytes(body))
+
+
+def _name(field_key: str) -> str:
+    return {"t": "MTI", "p": "bitmap", "1": "secondary bitmap"}.get(field_key, field_key)
+
+
+def _encode(msg: Message, spec, mac: MacFunction | None) -> bytes:
+    doc = {"t": msg.mti, **msg.fields}
+    mac_key = None
+    if mac is not None:
+        mac_key = msg.mac_field
+        doc[mac_key] = "00" * MAC_LEN
+    try:
+        body, _ = iso8583.encode(doc, spec)
+    except EncodeError as e:
+        raise WireError(f"field {_name(e.field)}: {e.msg}", e.field) from None
+    except KeyError as e:
+        raise WireError(f"field {e.args[0]}: not in this spec", str(e.args[0])) from None
+    body = bytes(body)
+    if mac is not None:
+        code = mac(body[:-MAC_LEN])
+        assert len(code) == MAC_LEN
+        body = body[:-MAC_LEN] + code
+        msg.fields[mac_key] = code.hex().upper()
+    msg.raw = body
+    return body
+
+
+# -- terminal leg ---------------------------------------------------------------
+
+
+def decode_terminal(frame: bytes) -> Message:
+    """Decode a terminal-leg frame (without its 2-byte length): TPDU, header, body."""
+    if len(frame) < TPDU_LEN + HEADER_LEN + 2 + 8:
+        raise WireError(f"frame of {len(frame)} bytes is shorter than TPDU, header, MTI and bitmap")
+    if frame[0] != 0x60:
+        raise WireError(f"TPDU: id {frame[0]:02X} is not 60 at position 0", "tpdu", 0)
+    msg = _decode(frame[TPDU_LEN + HEADER_LEN :], TERMINAL_SPEC, TERMINAL_FIELDS, TPDU_LEN + HEADER_LEN)
+    msg.tpdu = frame[:TPDU_LEN].hex().upper()
+    msg.header = frame[TPDU_LEN : TPDU_LEN + HEADER_LEN].hex().upper()
+    return msg
+
+
+def encode_terminal(msg: Message, mac: MacFunction | None = None) -> bytes:
+    """Encode a terminal-leg frame (without its length); ``mac`` fills F64."""
+    body = _encode(msg, TERMINAL_SPEC, mac)
+    head = bytes.fromhex(msg.tpdu or "6000000000") + bytes.fromhex(msg.header or "602200000000")
+    if len(head) != TPDU_LEN + HEADER_LEN:
+        raise WireError("TPDU must be 5 bytes and header 6 bytes")
+    return head + body
+
+
+def reply_tpdu(tpdu: str) -> str:
+    """The host's reply swaps the TPDU's destination and source addresses."""
+    return tpdu[:2] + tpdu[6:10] + tpdu[2:6]
+
+
+# -- host legs ------------------------------------------------------------------
+
+
+def decode_host(frame: bytes) -> Message:
+    if len(frame) < 4 + 8:
+        raise WireError(f"frame of {len(frame)} bytes is shorter than MTI and bitmap")
+    return _decode(frame, HOST_SPEC, HOST_FIELDS, 0)
+
+
+def encode_host(msg: Message, mac: MacFunction | None = None) -> bytes:
+    return _encode(msg, HOST_SPEC, mac)
+
+
+# -- framing --------------------------------------------------------------------
+
+
+def frame(body: bytes) -> bytes:
+    """Prefix a message with its 2-byte big-endian length."""
+    if len(body) > MAX_FRAME_BYTES:
+        raise WireError(f"message of {len(body)} bytes exceeds {MAX_FRAME_BYTES}")
+    return len(body).to_bytes(2, "big") + body
+
+
+class FrameReader:
+    """Splits a byte stream into length-prefixed frames."""
+
+    def __init__(self, max_frame_bytes: int = MAX_FRAME_BYTES):
+        self._buf = bytearray()
+        self._max = max_frame_bytes
+
+    def feed(self, data: bytes) -> list[bytes]:
+        self._buf += data
+        frames = []
+        while len(self._buf) >= 2:
+            n = int.from_bytes(self._buf[:2], "big")
+            if n == 0 or n > self._max:
+                raise WireError(f"frame length {n} outside 1..{self._max}")
+            if len(self._buf) < 2 + n:
+                break
+            frames.append(bytes(self._buf[2 : 2 + n]))
+            del self._buf[: 2 + n]
+        return frames
