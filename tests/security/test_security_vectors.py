@@ -51,9 +51,9 @@ PIK_CLEAR = "0123456789ABCDEFFEDCBA9876543210"
     [
         # By hand: 041234FFFFFFFFFF XOR 0000111111111111.
         ("1234", "4111111111111111", "041225EEEEEEEEEE"),
-        # Published (ID TECH / EFTlab PIN block examples): 17-digit PAN.
+        # Published (ID TECH knowledge base, PIN block example): 17-digit PAN.
         ("1234", "43219876543210987", "0412AC89ABCDEF67"),
-        # Published (HSM manual example, ANSI X9.8 / ISO format 0): 5-digit PIN,
+        # Published (vendor documentation of the ANSI X9.8 / ISO format 0 block): 5-digit PIN,
         # 13-digit PAN 4000 0012 3456 2 -> PAN field 0000400000123456.
         ("92389", "4000001234562", "0592789FFFEDCBA9"),
         # By hand: 12-digit PIN fills the block; PAN field 0000123456789012.

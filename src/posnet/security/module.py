@@ -11,8 +11,8 @@ Where the algorithms come from:
 * DES and triple DES: ``cryptography``
   (``cryptography.hazmat.decrepit.ciphers.algorithms.TripleDES``, ECB and
   CBC modes).  Single DES is TripleDES with K1K1K1; double-length keys are
-  expanded to K1K2K1 here, because ``cryptography`` deprecates 8- and 16-byte
-  TripleDES keys.
+  expanded to K1K2K1 here: ``cryptography`` warns that 8- and 16-byte
+  TripleDES keys are deprecated, so it is always given 24 bytes.
 * Written by hand, because no well-kept library offers them (see
   ``_algorithms``): the CUP "ECB" MAC, the ISO 9564 format 0 PIN block and
   the IBM 3624 PIN offset.  The ISO 9797-1 algorithm 3 (ANSI X9.19 retail)
@@ -49,8 +49,8 @@ CACHE_SIZE = 4096
 
 # Each 8-byte part of a key is encrypted under a variant of the LMK that
 # depends on the key's length and the part's position: the LMK's first byte is
-# XORed with one of these constants (the values Thales uses for its key-scheme
-# variants, used here only as distinct constants).  So the halves of a
+# XORed with one of these fixed, distinct constants (in the style of an HSM's
+# key-length variants; no vendor compatibility intended).  So the halves of a
 # double-length handle are not valid single-length handles, and parts cannot
 # be swapped between handles.
 _LMK_VARIANTS = {8: (0x00,), 16: (0xA6, 0x5A), 24: (0x6A, 0xDE, 0x2B)}
