@@ -407,10 +407,17 @@ def test_bad_pans_are_value_errors(pan) -> None:
     acq, _, issuer, keys = _network()
     with pytest.raises(ValueError):
         acq.encrypt_pin(keys["pik"], "1234", pan)
-    with pytest.raises(ValueError):
-        acq.translate_pin(keys["pik"], keys["acq_zpk"], bytes(8), pan)
-    with pytest.raises(ValueError):
-        issuer.verify_pin(keys["iss_zpk"], bytes(8), pan, keys["pvk"], "1234")
+    # Hosts catch PinBlockFormatError (answer 99): a bad PAN there is both.
+    for call in (
+        lambda: acq.translate_pin(keys["pik"], keys["acq_zpk"], bytes(8), pan),
+        lambda: issuer.verify_pin(keys["iss_zpk"], bytes(8), pan, keys["pvk"], "1234"),
+    ):
+        with pytest.raises(ValueError) as info:
+            call()
+        assert isinstance(info.value, PinBlockFormatError)
+    with pytest.raises(ValueError) as info:
+        acq.pin_offset(keys["pik"], pan, "1234")
+    assert not isinstance(info.value, SecurityError)
 
 
 @pytest.mark.parametrize("offset", ["123", "1234567890123", "12x4", "", None])
@@ -451,6 +458,7 @@ def _failing_calls():
         lambda: hsm.translate_pin(key, key, block, other_pan),
         lambda: hsm.verify_pin(key, block, other_pan, key, "1234"),
         lambda: hsm.verify_pin(key, block, PAN, key, SECRET_PIN[:-1] + "x"),
+        lambda: hsm.translate_pin(key, key, block, PAN[:-1] + "x"),
         lambda: SecurityModule(SECRET_LMK[:-1]),
         lambda: SecurityModule(LMK_ACQ).kcv(key),
         lambda: hsm.retail_mac(hsm.import_clear_key(SECRET_KEY[:16]), b""),

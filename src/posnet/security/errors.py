@@ -31,3 +31,12 @@ class PinBlockFormatError(SecurityError):
     encrypted under another key, or a block built for another PAN.  A host
     answers such a request with response code 99 (PIN format error).
     """
+
+
+class PinBlockPanError(PinBlockFormatError, ValueError):
+    """``translate_pin`` / ``verify_pin`` got a PAN that is not 8-19 digits.
+
+    Both a PinBlockFormatError (no format 0 block can be valid for it, so a
+    host that catches PinBlockFormatError answers 99 instead of failing) and
+    a ValueError (the argument is malformed).  Not re-exported by the package.
+    """

@@ -34,7 +34,7 @@ from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 from cryptography.hazmat.primitives.ciphers import Cipher, modes
 
 from . import _algorithms as alg
-from .errors import KeyCheckError, PinBlockFormatError, SecurityError
+from .errors import KeyCheckError, PinBlockFormatError, PinBlockPanError, SecurityError
 
 __all__ = ["SecurityModule"]
 
@@ -279,8 +279,11 @@ class SecurityModule:
         return self._key(pik).enc.update(block)
 
     def translate_pin(self, src_key: str, dst_key: str, pin_block: bytes, pan: str) -> bytes:
-        """Decrypt under ``src_key``, check format 0 for ``pan``, re-encrypt under ``dst_key``."""
-        alg.check_pan(pan)
+        """Decrypt under ``src_key``, check format 0 for ``pan``, re-encrypt under ``dst_key``.
+
+        A malformed PAN raises a PinBlockFormatError that is also a ValueError.
+        """
+        _pan_for_block(pan)
         src, dst = self._key(src_key), self._key(dst_key)
         clear = src.dec.update(_block8(pin_block))
         alg.parse_format0(clear, pan)
@@ -297,9 +300,10 @@ class SecurityModule:
         format (PinBlockFormatError), and verify the PIN by IBM 3624 offset.
 
         The check length is the offset's length: a PIN of another length
-        does not verify.
+        does not verify.  A malformed PAN raises a PinBlockFormatError that is
+        also a ValueError; a malformed offset raises ValueError.
         """
-        alg.check_pan(pan)
+        _pan_for_block(pan)
         alg.check_offset(offset)
         clear = self._key(key).dec.update(_block8(pin_block))
         pin = alg.parse_format0(clear, pan)
@@ -352,6 +356,13 @@ def _bytes(value: bytes) -> bytes:
     if not isinstance(value, (bytes, bytearray, memoryview)):
         raise TypeError("expected bytes")
     return bytes(value)
+
+
+def _pan_for_block(pan: str) -> str:
+    try:
+        return alg.check_pan(pan)
+    except ValueError:
+        raise PinBlockPanError("PAN must be 8 to 19 decimal digits") from None
 
 
 def _block8(pin_block: bytes) -> bytes:
