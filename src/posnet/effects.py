@@ -12,6 +12,7 @@ message (``Received.source``), to which a reply is sent.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any, Union
 
@@ -54,9 +55,16 @@ Input = Union[Received, TimerFired, LinkUp, LinkDown, Command]
 
 @dataclass(frozen=True)
 class Put:
+    """Write ``value`` under (table, key). The value is serialized at once, so
+    later changes to the live object do not leak into what is committed."""
+
     table: str
     key: str
     value: dict[str, Any]
+    encoded: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "encoded", json.dumps(self.value, separators=(",", ":"), ensure_ascii=False))
 
 
 @dataclass(frozen=True)

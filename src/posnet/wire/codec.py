@@ -30,10 +30,18 @@ MacFunction = Callable[[bytes], bytes]
 class WireError(ValueError):
     """A frame that does not follow the spec. ``field`` is None for framing errors."""
 
-    def __init__(self, message: str, field_no: str | None = None, position: int | None = None):
+    def __init__(
+        self,
+        message: str,
+        field_no: str | None = None,
+        position: int | None = None,
+        partial: dict[str, str] | None = None,
+    ):
         super().__init__(message)
         self.field = field_no
         self.position = position
+        # The fields decoded before the error (MTI as "t"): enough to frame a 30 reply.
+        self.partial = partial or {}
 
 
 @dataclass
@@ -91,7 +99,9 @@ def _decode(body: bytes, spec, rows, base: int) -> Message:
     try:
         doc, enc = iso8583.decode(body, spec)
     except DecodeError as e:
-        raise WireError(f"field {_name(e.field)}: {e.msg} at position {base + e.pos}", e.field, base + e.pos) from None
+        raise WireError(
+            f"field {_name(e.field)}: {e.msg} at position {base + e.pos}", e.field, base + e.pos, dict(e.doc_dec)
+        ) from None
     except KeyError as e:  # a bit set for a field the spec does not carry
         raise WireError(f"field {e.args[0]}: not in this spec", str(e.args[0])) from None
     mti = doc.pop("t")
@@ -109,7 +119,11 @@ def _decode(body: bytes, spec, rows, base: int) -> Message:
     for key in sorted((k for k in enc if k.isdigit() and k != "1"), key=int):
         positions[key] = offset
         offset += len(enc[key]["len"]) + len(enc[key]["data"])
-    _validate(doc, rows, positions, base)
+    try:
+        _validate(doc, rows, positions, base)
+    except WireError as e:
+        e.partial = {"t": mti, **{k: v for k, v in doc.items() if k != e.field}}
+        raise
     return Message(mti=mti, fields=doc, raw=bytes(body))
 
 

@@ -1,0 +1,464 @@
+"""The acquirer's core (收单机构): merchants, terminals, keys, batches, forwarding.
+
+Terminal leg in, host leg out. The acquirer checks who is asking (97 unknown
+terminal, 03 merchant mismatch, 77 not signed on, A0 bad MAC), assigns the
+retrieval reference number (F37), translates the PIN block from the
+terminal's PIN key to the zone PIN key it shares with the switch, forwards,
+and answers the terminal when the switch answers — or 98 when it does not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import timefmt
+from ..effects import (
+    CancelTimer,
+    Close,
+    Command,
+    Effect,
+    Put,
+    Received,
+    Send,
+    SetTimer,
+    TimerFired,
+    Trace,
+    mask_pan,
+)
+from ..forwarding import TIMER_PREFIX, ForwardingLimits, StoreAndForward
+from ..security import PinBlockFormatError, SecurityModule
+from ..wire import RC, Kind, Message, NetworkCode, WireError, response_mti
+from ..wire.codec import decode_host, decode_terminal, encode_host, encode_terminal, reply_tpdu
+from ..wire.codes import terminal_kind
+from ..wire.fields import F60, OriginalData, WorkingKeys, parse_f60, parse_f61, track2_for_host
+
+SWITCH = "switch"
+HOST_TIMER_PREFIX = "host:"
+STAN_MAX = 999_999
+
+# Fields a request of each kind must carry (besides F2 or F35 for the card).
+REQUIRED: dict[Kind, tuple[str, ...]] = {
+    Kind.SIGN_ON: ("11", "41", "42", "60"),
+    Kind.SIGN_OFF: ("11", "41", "42", "60"),
+    Kind.ECHO: ("11", "41", "42", "60"),
+    Kind.INQUIRY: ("3", "11", "22", "25", "41", "42", "49", "60", "64"),
+    Kind.SALE: ("3", "4", "11", "22", "25", "41", "42", "49", "60", "64"),
+    Kind.VOID: ("3", "4", "11", "22", "25", "37", "41", "42", "49", "60", "61", "64"),
+    Kind.REFUND: ("3", "4", "11", "22", "25", "37", "41", "42", "49", "60", "61", "64"),
+    Kind.REVERSAL: ("3", "11", "39", "41", "42", "60", "64"),
+}
+CARD_KINDS = (Kind.INQUIRY, Kind.SALE, Kind.VOID, Kind.REFUND)
+
+
+@dataclass(frozen=True)
+class Merchant:
+    merchant_id: str
+    name: str
+    mcc: str = "5411"
+
+
+@dataclass(frozen=True)
+class TerminalEntry:
+    terminal_id: str
+    merchant_id: str
+    tmk: str  # key handle under the acquirer's LMK
+
+
+@dataclass(frozen=True)
+class AcquirerConfig:
+    institution_id: str
+    name: str
+    zpk: str  # zone PIN key shared with the switch (handle)
+    zak: str  # zone MAC key shared with the switch (handle)
+    merchants: dict[str, Merchant] = field(default_factory=dict)
+    terminals: dict[str, TerminalEntry] = field(default_factory=dict)
+    host_timeout_ms: int = 20_000  # shorter than the terminal's 30 s, so the terminal hears 98 from us
+    forwarding: ForwardingLimits = ForwardingLimits()
+
+
+@dataclass
+class _Pending:
+    source: str
+    request: Message
+    kind: Kind
+    rrn: str
+    host_key: str
+
+
+class Acquirer:
+    def __init__(self, config: AcquirerConfig, hsm: SecurityModule):
+        self.config = config
+        self.hsm = hsm
+        self.terminals: dict[str, dict[str, Any]] = {}  # TID -> signed_on, keys, batch
+        self.counters: dict[str, int] = {"stan": 0, "rrn": 0}
+        self.txns: dict[str, dict[str, Any]] = {}  # RRN -> transaction
+        self._by_trace: dict[tuple[str, str, str], str] = {}  # (TID, batch, trace) -> RRN
+        self._pending: dict[str, _Pending] = {}  # host key -> request awaiting the switch
+        self.saf = StoreAndForward("saf", SWITCH, config.forwarding)
+
+    # -- state --------------------------------------------------------------
+
+    def restore(self, tables: dict[str, dict[str, dict[str, Any]]], now_ms: int) -> list[Effect]:
+        self.terminals = {k: dict(v) for k, v in tables.get("terminals", {}).items()}
+        self.counters.update(tables.get("state", {}).get("counters", {}))
+        self.txns = {k: dict(v) for k, v in tables.get("txns", {}).items()}
+        self._by_trace = {(t["terminal_id"], t["batch_no"], t["trace_no"]): rrn for rrn, t in self.txns.items()}
+        effects = self.saf.restore(tables.get("saf", {}), now_ms)
+        # A request whose answer was never heard is owed a reversal upstream (store and forward).
+        for rrn, t in self.txns.items():
+            if t["status"] == "pending":
+                effects += self._reverse_upstream(t, now_ms)
+        return effects
+
+    def _terminal_state(self, tid: str) -> dict[str, Any]:
+        return self.terminals.setdefault(tid, {"signed_on": False, "pik": None, "mak": None, "batch_no": "000001"})
+
+    def _next(self, counter: str, maximum: int) -> int:
+        self.counters[counter] = self.counters[counter] % maximum + 1
+        return self.counters[counter]
+
+    def _put_counters(self) -> Put:
+        return Put("state", "counters", dict(self.counters))
+
+    # -- inputs -------------------------------------------------------------
+
+    def handle(self, event, now_ms: int) -> list[Effect]:
+        if isinstance(event, Received):
+            if event.source == SWITCH:
+                return self._from_switch(event.frame, now_ms)
+            return self._from_terminal(event.source, event.frame, now_ms)
+        if isinstance(event, TimerFired):
+            if event.key.startswith(HOST_TIMER_PREFIX):
+                return self._host_timeout(event.key[len(HOST_TIMER_PREFIX) :], now_ms)
+            if event.key.startswith(TIMER_PREFIX):
+                return self.saf.on_timer(event.key, self._encode_host, now_ms)
+        if isinstance(event, Command):
+            return []
+        return []
+
+    # -- terminal leg -------------------------------------------------------
+
+    def _from_terminal(self, source: str, frame: bytes, now_ms: int) -> list[Effect]:
+        try:
+            req = decode_terminal(frame)
+        except WireError as e:
+            return self._format_error(source, frame, e)
+        f60 = parse_f60(req.get(60)) if req.has(60) and len(req.get(60) or "") >= 11 else F60("", "", "")
+        kind = terminal_kind(req.mti, req.get(3), f60.tx_type, f60.network_code)
+        if kind is None:
+            return [self._answer(source, req, RC.FUNCTION_NOT_SUPPORTED, mac=False)]
+        missing = [f for f in REQUIRED.get(kind, ()) if not req.has(f)]
+        if kind in CARD_KINDS and not (req.has(2) or req.has(35)):
+            missing.append("2/35")
+        if missing:
+            return [
+                Trace("", "format error", {"missing": missing, "mti": req.mti}),
+                self._answer(source, req, RC.FORMAT_ERROR, mac=False),
+            ]
+        tid, mid = req["41"], req["42"]
+        entry = self.config.terminals.get(tid)
+        if entry is None:
+            return [self._answer(source, req, RC.TERMINAL_NOT_REGISTERED, mac=False)]
+        if entry.merchant_id != mid:
+            return [self._answer(source, req, RC.INVALID_MERCHANT, mac=False)]
+        if kind is Kind.SIGN_ON:
+            return self._sign_on(source, req, f60, now_ms)
+        if kind is Kind.ECHO:
+            return [self._answer(source, req, RC.APPROVED, mac=False)]
+        state = self._terminal_state(tid)
+        if not state["signed_on"]:
+            return [self._answer(source, req, RC.SIGN_ON_AGAIN, mac=False)]
+        if req.has(64) and not self.hsm.verify_cup_mac(state["mak"], req.mac_input(), bytes.fromhex(req["64"])):
+            return [Trace("", "bad MAC from terminal", {"tid": tid}), self._answer(source, req, RC.MAC_ERROR, mac=False)]
+        if kind is Kind.SIGN_OFF:
+            state.update(signed_on=False, pik=None, mak=None)
+            return [Put("terminals", tid, state), self._answer(source, req, RC.APPROVED, mac=False)]
+        if kind is Kind.REVERSAL:
+            return self._terminal_reversal(source, req, f60, now_ms)
+        if kind in CARD_KINDS:
+            return self._financial(source, req, kind, f60, now_ms)
+        return [self._answer(source, req, RC.FUNCTION_NOT_SUPPORTED)]
+
+    def _format_error(self, source: str, frame: bytes, e: WireError) -> list[Effect]:
+        mti = e.partial.get("t")
+        trace = Trace("", "unreadable frame", {"error": str(e), "bytes": len(frame)})
+        if not mti or mti[2] not in "0246" or mti[3] != "0":
+            return [trace, Close(source)]  # nothing to frame a reply with
+        fields = {k: v for k, v in e.partial.items() if k in ("3", "4", "11", "41", "42")}
+        tpdu = frame[:5].hex().upper()
+        header = frame[5:11].hex().upper()
+        reply = Message(response_mti(mti), {**fields, "39": RC.FORMAT_ERROR}, tpdu=reply_tpdu(tpdu), header=header)
+        try:
+            return [trace, Send(source, encode_terminal(reply))]
+        except WireError:
+            return [trace, Close(source)]
+
+    def _answer(self, source: str, req: Message, rc: str, mac: bool = True, extra: dict[str, str] | None = None) -> Send:
+        fields = {k: v for k, v in req.fields.items() if k in ("2", "3", "4", "11", "14", "22", "25", "41", "42", "49", "60", "61")}
+        fields["39"] = rc
+        fields["32"] = self.config.institution_id
+        if extra:
+            fields.update(extra)
+        reply = Message(response_mti(req.mti), fields, tpdu=reply_tpdu(req.tpdu), header=req.header)
+        mak = self.terminals.get(req.get(41) or "", {}).get("mak")
+        use_mac = mac and mak is not None and req.mti not in ("0800", "0820")
+        return Send(source, encode_terminal(reply, mac=(lambda d: self.hsm.cup_mac(mak, d)) if use_mac else None))
+
+    def _sign_on(self, source: str, req: Message, f60: F60, now_ms: int) -> list[Effect]:
+        tid = req["41"]
+        entry = self.config.terminals[tid]
+        state = self._terminal_state(tid)
+        pik, mak = self.hsm.generate_key(), self.hsm.generate_key()
+        tdk = self.hsm.generate_key() if f60.network_code == NetworkCode.SIGN_ON_WITH_DATA_KEY else None
+        keys = WorkingKeys(
+            self.hsm.export_key(entry.tmk, pik),
+            self.hsm.kcv(pik),
+            self.hsm.export_key(entry.tmk, mak),
+            self.hsm.kcv(mak),
+            self.hsm.export_key(entry.tmk, tdk) if tdk else None,
+            self.hsm.kcv(tdk) if tdk else None,
+        )
+        state.update(signed_on=True, pik=pik, mak=mak, tdk=tdk)
+        rrn = f"{self._next('rrn', 999_999_999_999):012d}"
+        extra = {
+            "12": timefmt.hhmmss(now_ms),
+            "13": timefmt.mmdd(now_ms),
+            "37": rrn,
+            "60": F60("00", state["batch_no"], f60.network_code).encode(),
+            "62": keys.encode(),
+        }
+        return [
+            Put("terminals", tid, state),
+            self._put_counters(),
+            Trace(f"{tid}:sign-on", "signed on", {"tid": tid, "batch": state["batch_no"]}),
+            self._answer(source, req, RC.APPROVED, mac=False, extra=extra),
+        ]
+
+    def _financial(self, source: str, req: Message, kind: Kind, f60: F60, now_ms: int) -> list[Effect]:
+        tid = req["41"]
+        state = self._terminal_state(tid)
+        original = None
+        if kind is Kind.VOID:
+            f61 = parse_f61(req.get(61))
+            rrn0 = self._by_trace.get((tid, f61.batch_no, f61.trace_no))
+            original = self.txns.get(rrn0) if rrn0 else None
+            if original is None or original["kind"] != "sale" or original["status"] not in ("approved",):
+                rc = RC.INVALID_TRANSACTION if original and original["status"] == "voided" else RC.ORIGINAL_NOT_FOUND
+                return [self._answer(source, req, rc)]
+            if f61.batch_no != state["batch_no"]:
+                return [self._answer(source, req, RC.ORIGINAL_NOT_FOUND)]  # void works in the open batch only
+            if int(req["4"]) != original["amount_fen"]:
+                return [self._answer(source, req, RC.AMOUNT_DIFFERS)]
+        if kind is Kind.REFUND:
+            f61 = parse_f61(req.get(61))
+            original = self.txns.get(req["37"].strip())
+            if original is None or original["kind"] != "sale" or (f61.date_mmdd and f61.date_mmdd != original["date_mmdd"]):
+                return [self._answer(source, req, RC.ORIGINAL_NOT_FOUND)]
+            if original["status"] == "voided":
+                return [self._answer(source, req, RC.INVALID_TRANSACTION)]
+        rrn = f"{self._next('rrn', 999_999_999_999):012d}"
+        stan = f"{self._next('stan', STAN_MAX):06d}"
+        f7 = timefmt.transmission_time(now_ms)
+        pan = req.get(2) or (req.get(35) or "").replace("D", "=").split("=")[0]
+        host = self._host_request(req, kind, rrn, stan, f7, now_ms)
+        if original is not None:
+            host.fields["90"] = OriginalData(
+                original["host_mti"], original["stan"], original["f7"], self.config.institution_id
+            ).encode()
+        if req.has(52):
+            try:
+                block = self.hsm.translate_pin(state["pik"], self.config.zpk, bytes.fromhex(req["52"]), pan)
+            except PinBlockFormatError:
+                return [self._answer(source, req, RC.PIN_FORMAT_ERROR)]
+            host.fields["52"] = block.hex().upper()
+            host.fields["53"] = req.get(53) or "2600000000000000"
+        host_key = self._host_key(self.config.institution_id, f7, stan)
+        txn = {
+            "rrn": rrn,
+            "kind": kind.value,
+            "terminal_id": tid,
+            "merchant_id": req["42"],
+            "batch_no": f60.batch_no,
+            "trace_no": req["11"],
+            "pan": pan,
+            "amount_fen": int(req.get(4) or 0),
+            "date_mmdd": timefmt.mmdd(now_ms),
+            "stan": stan,
+            "f7": f7,
+            "host_mti": host.mti,
+            "status": "pending",
+            "auth_code": "",
+            "original_rrn": original["rrn"] if original else "",
+            "refunded_fen": 0,
+            "reversible": kind in (Kind.SALE, Kind.VOID),
+        }
+        if kind is not Kind.INQUIRY:
+            self.txns[rrn] = txn
+            self._by_trace[(tid, f60.batch_no, req["11"])] = rrn
+        self._pending[host_key] = _Pending(source, req, kind, rrn, host_key)
+        records: list[Effect] = [self._put_counters()]
+        if kind is not Kind.INQUIRY:
+            records.append(Put("txns", rrn, txn))
+        return [
+            *records,
+            Send(SWITCH, self._encode_host(host)),
+            SetTimer(HOST_TIMER_PREFIX + host_key, now_ms + self.config.host_timeout_ms),
+            Trace(rrn, "forwarded to switch", {"kind": kind.value, "tid": tid, "pan": mask_pan(pan), "amount": req.get(4)}),
+        ]
+
+    def _host_request(self, req: Message, kind: Kind, rrn: str, stan: str, f7: str, now_ms: int) -> Message:
+        merchant = self.config.merchants[req["42"]]
+        f60 = parse_f60(req.get(60))
+        fields = {
+            "3": req["3"],
+            "7": f7,
+            "11": stan,
+            "12": timefmt.hhmmss(now_ms),
+            "13": timefmt.mmdd(now_ms),
+            "18": merchant.mcc,
+            "22": req["22"],
+            "25": req["25"],
+            "32": self.config.institution_id,
+            "33": self.config.institution_id,
+            "37": rrn,
+            "41": req["41"],
+            "42": req["42"],
+            "43": merchant.name,
+            "49": req.get(49) or "156",
+            "60": f"{f60.batch_no}{req['11']}",
+        }
+        for f in ("2", "4", "14"):
+            if req.has(f):
+                fields[f] = req[f]
+        if req.has(35):
+            fields["35"] = track2_for_host(req["35"])
+        mti = "0220" if kind is Kind.REFUND else "0200"
+        return Message(mti, fields)
+
+    def _encode_host(self, msg: Message) -> bytes:
+        return encode_host(msg, mac=lambda d: self.hsm.retail_mac(self.config.zak, d))
+
+    @staticmethod
+    def _host_key(institution: str, f7: str, stan: str) -> str:
+        return f"{institution.lstrip('0')}:{f7}:{stan}"
+
+    def _terminal_reversal(self, source: str, req: Message, f60: F60, now_ms: int) -> list[Effect]:
+        """Acknowledged once stored; the switch hears of it by store and forward."""
+        rrn = self._by_trace.get((req["41"], f60.batch_no, req["11"]))
+        txn = self.txns.get(rrn) if rrn else None
+        effects: list[Effect] = [Trace(rrn or "", "reversal from terminal", {"tid": req["41"], "trace": req["11"], "reason": req.get(39)})]
+        if txn is not None and txn["status"] in ("approved", "pending", "declined-late"):
+            if txn["status"] == "approved" and txn["kind"] == "void":
+                original = self.txns.get(txn["original_rrn"])
+                if original is not None and original["status"] == "voided":
+                    original["status"] = "approved"
+                    effects.append(Put("txns", original["rrn"], original))
+            was_pending = txn["status"] == "pending"
+            txn["status"] = "reversed"
+            effects.append(Put("txns", rrn, txn))
+            if was_pending:
+                pending = self._pending.pop(self._host_key(self.config.institution_id, txn["f7"], txn["stan"]), None)
+                if pending is not None:
+                    effects.append(CancelTimer(HOST_TIMER_PREFIX + pending.host_key))
+            effects += self._reverse_upstream(txn, now_ms)
+        # Reversing an unknown or already reversed transaction is acknowledged and does nothing.
+        effects.append(self._answer(source, req, RC.APPROVED))
+        return effects
+
+    def _reverse_upstream(self, txn: dict[str, Any], now_ms: int) -> list[Effect]:
+        key = self._host_key(self.config.institution_id, txn["f7"], txn["stan"])
+        if key in self.saf:
+            return []
+        msg = Message(
+            "0400",
+            {
+                "2": txn["pan"],
+                "3": "000000" if txn["kind"] == "sale" else "200000",
+                "4": f"{txn['amount_fen']:012d}",
+                "7": txn["f7"],
+                "11": txn["stan"],
+                "32": self.config.institution_id,
+                "37": txn["rrn"],
+                "39": RC.UNKNOWN_OUTCOME,
+                "41": txn["terminal_id"],
+                "42": txn["merchant_id"],
+                "49": "156",
+                "90": OriginalData(txn["host_mti"], txn["stan"], txn["f7"], self.config.institution_id).encode(),
+            },
+        )
+        if txn["status"] == "pending":
+            txn["status"] = "reversed"
+        return [Put("txns", txn["rrn"], txn)] + self.saf.enqueue(key, msg, self._encode_host, now_ms)
+
+    # -- host leg -----------------------------------------------------------
+
+    def _from_switch(self, frame: bytes, now_ms: int) -> list[Effect]:
+        try:
+            reply = decode_host(frame)
+        except WireError as e:
+            return [Trace("", "unreadable frame from switch", {"error": str(e)})]
+        if not self.hsm.verify_retail_mac(self.config.zak, reply.mac_input(), bytes.fromhex(reply.get(reply.mac_field) or "00" * 8)):
+            return [Trace(reply.get(37) or "", "bad MAC from switch: dropped", {"mti": reply.mti})]
+        key = self._host_key(reply.get(32) or "", reply.get(7) or "", reply.get(11) or "")
+        if reply.mti in ("0410", "0430"):
+            return self.saf.acknowledged(key)
+        pending = self._pending.pop(key, None)
+        if pending is None:
+            return self._late_reply(key, reply, now_ms)
+        return [CancelTimer(HOST_TIMER_PREFIX + key)] + self._complete(pending, reply, now_ms)
+
+    def _complete(self, p: _Pending, reply: Message, now_ms: int) -> list[Effect]:
+        rc = reply.get(39) or RC.SYSTEM_MALFUNCTION
+        effects: list[Effect] = []
+        txn = self.txns.get(p.rrn)
+        if txn is not None:
+            txn["status"] = "approved" if rc == RC.APPROVED else "declined"
+            txn["auth_code"] = reply.get(38) or ""
+            effects.append(Put("txns", p.rrn, txn))
+            if rc == RC.APPROVED and txn["original_rrn"]:
+                original = self.txns[txn["original_rrn"]]
+                if p.kind is Kind.VOID:
+                    original["status"] = "voided"
+                elif p.kind is Kind.REFUND:
+                    original["refunded_fen"] += txn["amount_fen"]
+                effects.append(Put("txns", original["rrn"], original))
+        extra = {
+            "12": timefmt.hhmmss(now_ms),
+            "13": timefmt.mmdd(now_ms),
+            "37": p.rrn,
+            "44": f"{(reply.get(100) or ''):<11}{self.config.institution_id:<11}",
+            "63": "CUP",
+        }
+        if reply.has(38):
+            extra["38"] = reply["38"]
+        if reply.has(54) and p.kind is Kind.INQUIRY:
+            extra["54"] = reply["54"]
+        effects.append(Trace(p.rrn, "answered terminal", {"rc": rc, "kind": p.kind.value}))
+        effects.append(self._answer(p.source, p.request, rc, extra=extra))
+        return effects
+
+    def _late_reply(self, key: str, reply: Message, now_ms: int) -> list[Effect]:
+        """A reply after we answered 98: an approval must be undone upstream."""
+        rrn = (reply.get(37) or "").strip()
+        txn = self.txns.get(rrn)
+        effects: list[Effect] = [Trace(rrn, "late reply from switch", {"rc": reply.get(39)})]
+        if txn is not None and reply.get(39) == RC.APPROVED and txn["reversible"]:
+            effects += self._reverse_upstream(txn, now_ms)
+        return effects
+
+    def _host_timeout(self, key: str, now_ms: int) -> list[Effect]:
+        p = self._pending.pop(key, None)
+        if p is None:
+            return []
+        effects: list[Effect] = [Trace(p.rrn, "switch timed out", {})]
+        txn = self.txns.get(p.rrn)
+        if txn is not None:
+            if txn["reversible"]:
+                effects += self._reverse_upstream(txn, now_ms)
+            else:
+                txn["status"] = "timed-out"
+                effects.append(Put("txns", p.rrn, txn))
+        extra = {"37": p.rrn}
+        effects.append(self._answer(p.source, p.request, RC.ISSUER_TIMED_OUT, extra=extra))
+        return effects

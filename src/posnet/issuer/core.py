@@ -1,0 +1,397 @@
+"""The issuer's core (发卡行): cards, PINs, holds, balances, in the ledger.
+
+A request is checked in this order, and the first failure answers:
+card known (14), lost or stolen (41/43), blocked (62), expired (54), PIN
+(55; 75 once the tries are spent; 99 for a block that is not format 0),
+amount limit (61), funds (51). An approval places a hold (挂账): a pending
+ledger transfer from the cardholder's account to the scheme settlement
+account, which clearing posts, a void or reversal voids, and which expires
+on its own when nobody claims it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import timefmt
+from ..effects import Effect, LedgerWrite, Put, Received, SetTimer, Send, TimerFired, Trace, mask_pan
+from ..ledger import Account, AccountFlags, CreateTransferResult, Ledger, Transfer, TransferFlags
+from ..ledger import chart
+from ..security import PinBlockFormatError, SecurityModule
+from ..wire import RC, Kind, Message, WireError, response_mti
+from ..wire.codec import decode_host, encode_host
+from ..wire.codes import host_kind
+from ..wire.fields import build_balance, parse_f90, parse_track2
+
+SWITCH = "switch"
+HOLD_EXPIRY_TIMER = "hold-expiry"
+
+# System accounts of the issuer's books (docs/ledger.md).
+SCHEME_SETTLEMENT_ACCOUNT = 1
+FUNDING_ACCOUNT = 2
+INTERCHANGE_INCOME_ACCOUNT = 3
+SUSPENSE_ACCOUNT = 4
+
+
+@dataclass(frozen=True)
+class CardRecord:
+    pan: str
+    expiry: str  # YYMM
+    account_id: int
+    pin_offset: str
+    status: str = "active"  # active | lost | stolen | blocked
+    per_transaction_limit_fen: int = 5_000_000  # 50,000.00 yuan
+    cardholder: str = ""
+    phone: str = ""
+
+
+@dataclass(frozen=True)
+class IssuerConfig:
+    name: str
+    institution_id: str
+    zpk: str  # zone PIN key shared with the switch (handle)
+    zak: str  # zone MAC key shared with the switch (handle)
+    pvk: str  # PIN verification key (handle)
+    cards: dict[str, CardRecord] = field(default_factory=dict)
+    opening_balances_fen: dict[int, int] = field(default_factory=dict)  # account id -> balance
+    hold_expiry_s: int = 48 * 3600
+    pin_tries_limit: int = 3
+
+
+STATUS_RC = {"lost": RC.LOST_CARD, "stolen": RC.STOLEN_CARD, "blocked": RC.RESTRICTED_CARD}
+
+
+def derive_id(*parts: str) -> int:
+    """A 128-bit transfer id from a transaction's natural key: a retry maps to the same id."""
+    return int.from_bytes(hashlib.sha256(":".join(parts).encode()).digest()[:16], "big") or 1
+
+
+class Issuer:
+    def __init__(self, config: IssuerConfig, hsm: SecurityModule, ledger: Ledger | None = None):
+        self.config = config
+        self.hsm = hsm
+        self.ledger = ledger or Ledger()
+        self.auths: dict[str, dict[str, Any]] = {}  # host key (acquirer:F7:STAN) -> authorization
+        self.pin_tries: dict[str, dict[str, Any]] = {}  # PAN -> {"count", "day"}
+        self.counters: dict[str, int] = {"auth": 0}
+        self._expiry_armed_ms: int | None = None
+
+    # -- state --------------------------------------------------------------
+
+    def restore(self, tables: dict[str, dict[str, dict[str, Any]]], now_ms: int) -> list[Effect]:
+        self.auths = {k: dict(v) for k, v in tables.get("auths", {}).items()}
+        self.pin_tries = {k: dict(v) for k, v in tables.get("pin_tries", {}).items()}
+        self.counters.update(tables.get("state", {}).get("counters", {}))
+        effects = self._provision(now_ms)
+        return effects + self._arm_expiry()
+
+    def _provision(self, now_ms: int) -> list[Effect]:
+        """Open the books: system accounts, one account per cardholder, opening balances."""
+        accounts = [
+            Account(SCHEME_SETTLEMENT_ACCOUNT, chart.CNY, chart.ISSUER_SCHEME_SETTLEMENT),
+            Account(FUNDING_ACCOUNT, chart.CNY, chart.ISSUER_FUNDING),
+            Account(INTERCHANGE_INCOME_ACCOUNT, chart.CNY, chart.ISSUER_INTERCHANGE_INCOME),
+            Account(SUSPENSE_ACCOUNT, chart.CNY, chart.ISSUER_SUSPENSE),
+        ]
+        ids = sorted({c.account_id for c in self.config.cards.values()} | set(self.config.opening_balances_fen))
+        accounts += [
+            Account(i, chart.CNY, chart.ISSUER_CARDHOLDER, AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS) for i in ids
+        ]
+        new = [a for a in accounts if self.ledger.account(a.id) is None]
+        if new:
+            self.ledger.create_accounts(new, now_ms)
+        opening = [
+            Transfer(derive_id("opening", str(i)), FUNDING_ACCOUNT, i, amount, chart.CNY, chart.OPENING_BALANCE)
+            for i, amount in sorted(self.config.opening_balances_fen.items())
+            if amount > 0 and self.ledger.transfer(derive_id("opening", str(i))) is None
+        ]
+        if opening:
+            results = self.ledger.create_transfers(opening, now_ms)
+            assert all(r in (CreateTransferResult.OK, CreateTransferResult.EXISTS) for r in results), results
+        changes = self.ledger.take_changes()
+        return [LedgerWrite(changes)] if changes else []
+
+    def available_fen(self, account_id: int) -> int:
+        a = self.ledger.account(account_id)
+        if a is None:
+            return 0
+        return a.credits_posted - a.debits_posted - a.debits_pending
+
+    def balance_of_card(self, pan: str) -> int:
+        return self.available_fen(self.config.cards[pan].account_id)
+
+    # -- inputs -------------------------------------------------------------
+
+    def handle(self, event, now_ms: int) -> list[Effect]:
+        if isinstance(event, Received):
+            effects = self._request(event.source, event.frame, now_ms)
+        elif isinstance(event, TimerFired) and event.key == HOLD_EXPIRY_TIMER:
+            self._expiry_armed_ms = None
+            effects = self._expire(now_ms)
+        else:
+            effects = []
+        changes = self.ledger.take_changes()
+        if changes:
+            effects.insert(0, LedgerWrite(changes))
+        return effects + self._arm_expiry()
+
+    def _arm_expiry(self) -> list[Effect]:
+        nxt = self.ledger.next_expiry_ms()
+        if nxt is None or nxt == self._expiry_armed_ms:
+            return []
+        self._expiry_armed_ms = nxt
+        return [SetTimer(HOLD_EXPIRY_TIMER, nxt)]
+
+    def _expire(self, now_ms: int) -> list[Effect]:
+        expired = set(self.ledger.expire_pending(now_ms))
+        effects: list[Effect] = []
+        for key, auth in self.auths.items():
+            if auth.get("hold_id") in expired and auth["status"] == "held":
+                auth["status"] = "expired"
+                effects.append(Put("auths", key, auth))
+                effects.append(Trace(auth["rrn"], "hold expired and released", {"pan": mask_pan(auth["pan"]), "amount": auth["amount_fen"]}))
+        return effects
+
+    def _request(self, source: str, frame: bytes, now_ms: int) -> list[Effect]:
+        try:
+            req = decode_host(frame)
+        except WireError as e:
+            return [Trace("", "unreadable frame from switch", {"error": str(e)})]
+        if not self.hsm.verify_retail_mac(self.config.zak, req.mac_input(), bytes.fromhex(req.get(req.mac_field) or "00" * 8)):
+            return [Trace(req.get(37) or "", "bad MAC from switch", {}), self._reply(source, req, RC.MAC_ERROR)]
+        kind = host_kind(req.mti, req.get(3))
+        key = f"{(req.get(32) or '').lstrip('0')}:{req.get(7)}:{req.get(11)}"
+        if kind is Kind.ECHO:
+            return [self._reply(source, req, RC.APPROVED)]
+        if kind is Kind.REVERSAL:
+            return self._reversal(source, req, now_ms)
+        if kind is None:
+            return [self._reply(source, req, RC.FUNCTION_NOT_SUPPORTED)]
+        seen = self.auths.get(key)
+        if seen is not None:
+            # A retransmission: the first answer again, and no money moves.
+            return [Trace(seen["rrn"], "duplicate request: first answer repeated", {}), self._reply(source, req, seen["rc"], seen)]
+        try:
+            rc, auth = self._decide(req, kind, key, now_ms)
+        except WireError:
+            rc, auth = RC.FORMAT_ERROR, None
+        if auth is None:
+            auth = {"kind": kind.value, "rrn": (req.get(37) or "").strip(), "pan": req.get(2) or "", "amount_fen": int(req.get(4) or 0)}
+        auth["rc"] = rc
+        effects: list[Effect] = []
+        if auth.pop("pin_checked", False):
+            effects.append(Put("pin_tries", auth["pan"], self.pin_tries[auth["pan"]]))
+        if auth.get("auth_code"):
+            effects.append(Put("state", "counters", self.counters))
+        if auth.get("touched"):
+            effects.append(Put("auths", auth["touched"], self.auths[auth["touched"]]))
+        if kind is not Kind.INQUIRY:
+            self.auths[key] = auth
+            effects.append(Put("auths", key, auth))
+        effects.append(Trace(auth["rrn"], f"{kind.value} decided", {"rc": rc, "pan": mask_pan(auth["pan"]), "amount": auth["amount_fen"]}))
+        extra = dict(auth)
+        if kind is Kind.INQUIRY and rc == RC.APPROVED:
+            extra["balance"] = build_balance(self.available_fen(self.config.cards[auth["pan"]].account_id))
+        effects.append(self._reply(source, req, rc, extra))
+        return effects
+
+    def _reply(self, source: str, req: Message, rc: str, auth: dict[str, Any] | None = None) -> Send:
+        fields = {k: v for k, v in req.fields.items() if k in ("2", "3", "4", "7", "11", "12", "13", "32", "37", "41", "42", "49", "100")}
+        fields["39"] = rc
+        fields["100"] = self.config.institution_id
+        if auth and rc == RC.APPROVED and auth.get("auth_code"):
+            fields["38"] = auth["auth_code"]
+        if auth and auth.get("balance"):
+            fields["54"] = auth["balance"]
+        reply = Message(response_mti(req.mti), fields)
+        return Send(source, encode_host(reply, mac=lambda d: self.hsm.retail_mac(self.config.zak, d)))
+
+    # -- decisions ----------------------------------------------------------
+
+    def _check_card(self, req: Message, now_ms: int) -> tuple[str, CardRecord | None, str]:
+        pan = req.get(2) or ""
+        presented_expiry = req.get(14) or ""
+        if req.has(35):
+            t2 = parse_track2(req["35"])
+            pan = pan or t2.pan
+            presented_expiry = t2.expiry
+        card = self.config.cards.get(pan)
+        if card is None:
+            return RC.INVALID_CARD, None, pan
+        if card.status in STATUS_RC:
+            return STATUS_RC[card.status], card, pan
+        today = timefmt.yymm(now_ms)
+        if card.expiry < today or (presented_expiry and presented_expiry != card.expiry):
+            return RC.EXPIRED_CARD, card, pan
+        return RC.APPROVED, card, pan
+
+    def _check_pin(self, req: Message, card: CardRecord, auth: dict[str, Any], now_ms: int) -> str:
+        if not req.has(52):
+            return RC.APPROVED
+        day = timefmt.local(now_ms).strftime("%Y%m%d")
+        tries = self.pin_tries.setdefault(card.pan, {"count": 0, "day": day})
+        if tries["day"] != day:  # wrong tries are forgiven the next day
+            tries.update(count=0, day=day)
+        if tries["count"] >= self.config.pin_tries_limit:
+            return RC.PIN_TRIES_EXCEEDED
+        try:
+            ok = self.hsm.verify_pin(self.config.zpk, bytes.fromhex(req["52"]), card.pan, self.config.pvk, card.pin_offset)
+        except PinBlockFormatError:
+            return RC.PIN_FORMAT_ERROR
+        auth["pin_checked"] = True
+        if ok:
+            tries["count"] = 0
+            return RC.APPROVED
+        tries["count"] += 1
+        return RC.PIN_TRIES_EXCEEDED if tries["count"] >= self.config.pin_tries_limit else RC.WRONG_PIN
+
+    def _decide(self, req: Message, kind: Kind, key: str, now_ms: int) -> tuple[str, dict[str, Any]]:
+        rrn = (req.get(37) or "").strip()
+        amount = int(req.get(4) or 0)
+        rc, card, pan = self._check_card(req, now_ms)
+        auth: dict[str, Any] = {"kind": kind.value, "rrn": rrn, "pan": pan, "amount_fen": amount, "status": "declined"}
+        if rc != RC.APPROVED:
+            return rc, auth
+        assert card is not None
+        if kind in (Kind.INQUIRY, Kind.SALE):
+            rc = self._check_pin(req, card, auth, now_ms)
+            if rc != RC.APPROVED:
+                return rc, auth
+        if kind is Kind.INQUIRY:
+            return RC.APPROVED, auth
+        if kind is Kind.SALE:
+            return self._sale(req, card, key, auth, now_ms)
+        original_key = parse_f90(req.get(90)).key
+        original = self.auths.get(original_key)
+        if original is None or original["kind"] != "sale" or original.get("pan") != pan:
+            return RC.ORIGINAL_NOT_FOUND, auth
+        auth["original"] = original_key
+        if kind is Kind.VOID:
+            return self._void(original_key, original, auth, amount, now_ms)
+        if kind is Kind.REFUND:
+            return self._refund(original_key, original, card, auth, amount, now_ms)
+        return RC.FUNCTION_NOT_SUPPORTED, auth
+
+    def _next_auth_code(self) -> str:
+        self.counters["auth"] = self.counters["auth"] % 999_999 + 1
+        return f"{self.counters['auth']:06d}"
+
+    def _sale(self, req, card: CardRecord, key: str, auth, now_ms) -> tuple[str, dict[str, Any]]:
+        amount = auth["amount_fen"]
+        if amount <= 0:
+            return RC.INVALID_AMOUNT, auth
+        if amount > card.per_transaction_limit_fen:
+            return RC.EXCEEDS_AMOUNT_LIMIT, auth
+        hold_id = derive_id("hold", key)
+        hold = Transfer(
+            hold_id,
+            card.account_id,
+            SCHEME_SETTLEMENT_ACCOUNT,
+            amount,
+            chart.CNY,
+            chart.PURCHASE_HOLD,
+            TransferFlags.PENDING,
+            user_data=derive_id("lifecycle", key),
+            timeout_s=self.config.hold_expiry_s,
+        )
+        (result,) = self.ledger.create_transfers([hold], now_ms)
+        if result == CreateTransferResult.EXCEEDS_CREDITS:
+            return RC.INSUFFICIENT_FUNDS, auth
+        if result not in (CreateTransferResult.OK, CreateTransferResult.EXISTS):
+            return RC.SYSTEM_MALFUNCTION, auth
+        auth.update(status="held", hold_id=hold_id, auth_code=self._next_auth_code(), refunded_fen=0)
+        return RC.APPROVED, auth
+
+    def _release(self, original: dict[str, Any], transfer_key: str, now_ms: int) -> bool:
+        """Void the original's hold (a release is a ledger void, never a new credit)."""
+        hold_id = original["hold_id"]
+        # Accounts, amount, ledger and code 0: taken from the pending transfer, as TigerBeetle does.
+        void = Transfer(derive_id(transfer_key), 0, 0, 0, 0, 0, TransferFlags.VOID_PENDING, pending_id=hold_id)
+        (result,) = self.ledger.create_transfers([void], now_ms)
+        return result in (CreateTransferResult.OK, CreateTransferResult.EXISTS)
+
+    def _void(self, original_key, original, auth, amount, now_ms) -> tuple[str, dict[str, Any]]:
+        if original["status"] != "held":
+            return RC.INVALID_TRANSACTION, auth
+        if amount != original["amount_fen"]:
+            return RC.AMOUNT_DIFFERS, auth
+        if not self._release(original, f"void:{original_key}", now_ms):
+            return RC.INVALID_TRANSACTION, auth
+        original["status"] = "voided"
+        self.auths[original_key] = original
+        auth.update(status="approved", auth_code=self._next_auth_code(), touched=original_key)
+        return RC.APPROVED, auth
+
+    def _refund(self, original_key, original, card: CardRecord, auth, amount, now_ms) -> tuple[str, dict[str, Any]]:
+        if original["status"] not in ("held", "posted"):
+            return RC.INVALID_TRANSACTION, auth
+        if amount <= 0:
+            return RC.INVALID_AMOUNT, auth
+        if original.get("refunded_fen", 0) + amount > original["amount_fen"]:
+            return RC.EXCEEDS_AMOUNT_LIMIT, auth  # partial refunds, up to the original's amount in all
+        credit = Transfer(
+            derive_id("refund", auth["rrn"], original_key, str(original.get("refunded_fen", 0))),
+            SCHEME_SETTLEMENT_ACCOUNT,
+            card.account_id,
+            amount,
+            chart.CNY,
+            chart.REFUND_CREDIT,
+            user_data=derive_id("lifecycle", original_key),
+        )
+        (result,) = self.ledger.create_transfers([credit], now_ms)
+        if result not in (CreateTransferResult.OK, CreateTransferResult.EXISTS):
+            return RC.SYSTEM_MALFUNCTION, auth
+        original["refunded_fen"] = original.get("refunded_fen", 0) + amount
+        self.auths[original_key] = original
+        auth.update(status="approved", auth_code=self._next_auth_code(), touched=original_key)
+        return RC.APPROVED, auth
+
+    def _reversal(self, source: str, req: Message, now_ms: int) -> list[Effect]:
+        """Idempotent: an unknown original is acknowledged and recorded; a second reversal releases nothing."""
+        try:
+            original_key = parse_f90(req.get(90)).key
+        except WireError:
+            original_key = f"{(req.get(32) or '').lstrip('0')}:{req.get(7)}:{req.get(11)}"
+        original = self.auths.get(original_key)
+        effects: list[Effect] = []
+        lifecycle = (req.get(37) or "").strip()
+        if original is None:
+            marker = {"kind": "reversal-of-unknown", "rrn": lifecycle, "pan": req.get(2) or "", "amount_fen": int(req.get(4) or 0), "rc": RC.APPROVED, "status": "unknown-original"}
+            self.auths.setdefault(f"reversal:{original_key}", marker)
+            effects.append(Put("auths", f"reversal:{original_key}", marker))
+            effects.append(Trace(lifecycle, "reversal of an unknown original: acknowledged", {}))
+        elif original["kind"] == "sale" and original.get("status") == "held":
+            self._release(original, f"reversal:{original_key}", now_ms)
+            original["status"] = "reversed"
+            effects.append(Put("auths", original_key, original))
+            effects.append(Trace(lifecycle, "reversal: hold released", {"amount": original["amount_fen"]}))
+        elif original["kind"] == "void" and original.get("status") == "approved":
+            effects += self._reinstate(original_key, original, now_ms)
+        else:
+            effects.append(Trace(lifecycle, "reversal: nothing to release", {"status": original.get("status")}))
+        if original is not None and original.get("status") == "declined":
+            original["status"] = "declined-reversed"
+            effects.append(Put("auths", original_key, original))
+        return effects + [self._reply(source, req, RC.APPROVED)]
+
+    def _reinstate(self, void_key: str, void: dict[str, Any], now_ms: int) -> list[Effect]:
+        """A reversed void: the sale stands again, so its hold is placed again."""
+        sale_key = void["touched"]
+        sale = self.auths[sale_key]
+        card = self.config.cards[sale["pan"]]
+        hold_id = derive_id("rehold", void_key)
+        hold = Transfer(
+            hold_id, card.account_id, SCHEME_SETTLEMENT_ACCOUNT, sale["amount_fen"], chart.CNY, chart.PURCHASE_HOLD,
+            TransferFlags.PENDING, user_data=derive_id("lifecycle", sale_key), timeout_s=self.config.hold_expiry_s,
+        )
+        (result,) = self.ledger.create_transfers([hold], now_ms)
+        void["status"] = "reversed"
+        effects: list[Effect] = [Put("auths", void_key, void)]
+        if result in (CreateTransferResult.OK, CreateTransferResult.EXISTS):
+            sale.update(status="held", hold_id=hold_id)
+            effects.append(Put("auths", sale_key, sale))
+        else:
+            effects.append(Trace(sale["rrn"], "void reversed but the hold could not be placed again", {"result": str(result)}))
+        return effects

@@ -1,0 +1,215 @@
+"""The TCP runtime: one party core, its store, its server and its links, on asyncio.
+
+Inputs (frames, timers, link events) are handed to the core one at a time.
+The effects of every input handled in one turn of the event loop are
+gathered; their records are committed in one transaction (group commit);
+only then do their frames leave, timers start and traces get written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..effects import (
+    RECORD_TYPES,
+    CancelTimer,
+    Close,
+    LinkDown,
+    LinkUp,
+    Received,
+    Send,
+    SetTimer,
+    TimerFired,
+    Trace,
+)
+from ..wire import FrameReader, WireError, frame
+from .store import PartyStore
+
+log = logging.getLogger("posnet.runtime")
+
+RECONNECT_FIRST_S = 0.2
+RECONNECT_CAP_S = 5.0
+MAX_CONNECTIONS = 1_000  # inbound connections a party accepts at once
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True)
+class LinkSpec:
+    name: str
+    host: str
+    port: int
+
+
+class _Conn(asyncio.Protocol):
+    def __init__(self, node: "PartyNode", name: str, on_lost=None):
+        self.node = node
+        self.name = name
+        self.reader = FrameReader()
+        self.transport: asyncio.Transport | None = None
+        self.on_lost = on_lost
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        self.node._conns[self.name] = self
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            frames = self.reader.feed(data)
+        except WireError as e:
+            self.node._trace(Trace("", "bad framing: connection closed", {"peer": self.name, "error": str(e)}))
+            assert self.transport is not None
+            self.transport.close()
+            return
+        for f in frames:
+            self.node.submit(Received(self.name, f))
+
+    def connection_lost(self, exc) -> None:
+        self.node._conns.pop(self.name, None)
+        if self.on_lost:
+            self.on_lost()
+
+
+class PartyNode:
+    def __init__(
+        self,
+        name: str,
+        core: Any,
+        store: PartyStore,
+        listen: tuple[str, int] | None,
+        links: list[LinkSpec] = (),
+        trace_path: Path | None = None,
+    ):
+        self.name = name
+        self.core = core
+        self.store = store
+        self.listen = listen
+        self.links = list(links)
+        self._conns: dict[str, _Conn] = {}
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._pending: list[Any] = []
+        self._flush_scheduled = False
+        self._next_conn = 0
+        self._server: asyncio.AbstractServer | None = None
+        self._link_tasks: list[asyncio.Task] = []
+        self._trace_file = open(trace_path, "a", encoding="utf-8") if trace_path else None
+        self._stopping = False
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    # -- lifecycle ----------------------------------------------------------
+
+    async def start(self, restore_effects: list[Any]) -> None:
+        self.loop = asyncio.get_running_loop()
+        self._execute(restore_effects)
+        if self.listen:
+            self._server = await self.loop.create_server(self._accept, self.listen[0], self.listen[1], reuse_address=True)
+        for link in self.links:
+            self._link_tasks.append(asyncio.create_task(self._keep_link(link)))
+
+    def _accept(self) -> _Conn:
+        self._next_conn += 1
+        conn = _Conn(self, f"conn:{self._next_conn}")
+        if len(self._conns) >= MAX_CONNECTIONS:
+            self.loop.call_soon(lambda: conn.transport and conn.transport.close())
+        return conn
+
+    async def _keep_link(self, link: LinkSpec) -> None:
+        delay = RECONNECT_FIRST_S
+        while not self._stopping:
+            lost = asyncio.Event()
+            try:
+                await self.loop.create_connection(lambda: _Conn(self, link.name, on_lost=lost.set), link.host, link.port)
+            except OSError:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RECONNECT_CAP_S)
+                continue
+            delay = RECONNECT_FIRST_S
+            self.submit(LinkUp(link.name))
+            await lost.wait()
+            if not self._stopping:
+                self.submit(LinkDown(link.name))
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._server:
+            self._server.close()
+        for t in self._link_tasks:
+            t.cancel()
+        for c in list(self._conns.values()):
+            if c.transport:
+                c.transport.close()
+        for h in self._timers.values():
+            h.cancel()
+        self._flush()
+        self.store.close()
+        if self._trace_file:
+            self._trace_file.close()
+
+    # -- the loop -----------------------------------------------------------
+
+    def submit(self, event: Any) -> None:
+        if self._stopping:
+            return
+        try:
+            effects = self.core.handle(event, now_ms())
+        except Exception:  # a bug in a core must not take the party down with money in flight
+            log.exception("%s: core failed on %s", self.name, type(event).__name__)
+            return
+        self._pending.extend(effects)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        effects, self._pending = self._pending, []
+        if effects:
+            self._execute(effects)
+
+    def _execute(self, effects: list[Any]) -> None:
+        # Persist, then speak.
+        records = [e for e in effects if isinstance(e, RECORD_TYPES)]
+        if records:
+            self.store.commit(records)
+        for e in effects:
+            if isinstance(e, Send):
+                conn = self._conns.get(e.to)
+                if conn is None or conn.transport is None:
+                    self._trace(Trace("", "no connection: frame dropped", {"to": e.to}))
+                else:
+                    conn.transport.write(frame(e.frame))
+            elif isinstance(e, SetTimer):
+                old = self._timers.pop(e.key, None)
+                if old:
+                    old.cancel()
+                delay = max(0.0, (e.at_ms - now_ms()) / 1000)
+                self._timers[e.key] = self.loop.call_later(delay, self._fire, e.key)
+            elif isinstance(e, CancelTimer):
+                h = self._timers.pop(e.key, None)
+                if h:
+                    h.cancel()
+            elif isinstance(e, Close):
+                conn = self._conns.get(e.to)
+                if conn and conn.transport:
+                    conn.transport.close()
+            elif isinstance(e, Trace):
+                self._trace(e)
+
+    def _fire(self, key: str) -> None:
+        self._timers.pop(key, None)
+        self.submit(TimerFired(key))
+
+    def _trace(self, t: Trace) -> None:
+        if self._trace_file is None:
+            return
+        line = {"ms": now_ms(), "party": self.name, "lifecycle": t.lifecycle, "event": t.event, **t.detail}
+        self._trace_file.write(json.dumps(line, ensure_ascii=False) + "\n")
+        self._trace_file.flush()

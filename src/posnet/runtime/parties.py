@@ -1,0 +1,100 @@
+"""Open a party of a configured network: its security module, store, core and links."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+from .. import config as cfg
+from ..acquirer.core import Acquirer
+from ..issuer.core import Issuer
+from ..security import SecurityModule
+from ..switch.core import Switch
+from .node import LinkSpec, PartyNode, now_ms
+from .store import PartyStore
+
+log = logging.getLogger("posnet.runtime")
+
+LMK_FILE = "lmk.hex"
+
+
+def party_dir(net: cfg.Network, party: str) -> Path:
+    d = net.data_dir / party
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def security_module(directory: Path) -> SecurityModule:
+    """The party's security module. Its LMK is made once and kept in the party's folder
+    (a real deployment keeps it inside a hardware security module)."""
+    path = directory / LMK_FILE
+    if not path.exists():
+        lmk = SecurityModule.generate_lmk()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(lmk.hex())
+    return SecurityModule(bytes.fromhex(path.read_text().strip()))
+
+
+def store_location(net: cfg.Network, party: str) -> str:
+    url = net.raw.get("network", {}).get("database")
+    if url:
+        return url
+    return str(party_dir(net, party) / f"{party}.sqlite")
+
+
+def open_party(net: cfg.Network, party: str) -> tuple[PartyNode, list[Any]]:
+    d = party_dir(net, party)
+    hsm = security_module(d)
+    location = store_location(net, party)
+    schema = party.replace("-", "_") if location.startswith("postgres") else None
+    ep = net.endpoint(party)
+    links: list[LinkSpec] = []
+    if party == "acquirer":
+        store = PartyStore(location, schema=schema)
+        core: Any = Acquirer(cfg.acquirer_config(net, hsm), hsm)
+        sw = net.endpoint("switch")
+        links.append(LinkSpec("switch", sw.host, sw.port))
+        restore = core.restore(store.load(), now_ms())
+    elif party == "switch":
+        store = PartyStore(location, schema=schema)
+        core = Switch(cfg.switch_config(net, hsm), hsm)
+        for i in net.issuers:
+            iep = net.endpoint(f"issuer-{i['name']}")
+            links.append(LinkSpec(f"issuer:{i['name']}", iep.host, iep.port))
+        restore = core.restore(store.load(), now_ms())
+    elif party.startswith("issuer-"):
+        store = PartyStore(location, with_ledger=True, schema=schema)
+        core = Issuer(cfg.issuer_config(net, party[len("issuer-") :], hsm), hsm, store.load_ledger())
+        restore = core.restore(store.load(), now_ms())
+    else:
+        raise cfg.ConfigError(f"no party {party!r}; the parties are {', '.join(net.party_names())}")
+    return PartyNode(party, core, store, (ep.host, ep.port), links, trace_path=d / "trace.jsonl"), restore
+
+
+async def serve(net: cfg.Network, party: str, ready: "asyncio.Event | None" = None) -> None:
+    node, restore = open_party(net, party)
+    await node.start(restore)
+    log.info("%s listening on %s:%d", party, *node.listen)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    if ready:
+        ready.set()
+    await stop.wait()
+    await node.stop()
+
+
+def run(net: cfg.Network, party: str) -> None:
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {party} %(levelname)s %(message)s")
+    try:
+        import uvloop
+
+        uvloop.run(serve(net, party))
+    except ImportError:  # pragma: no cover - uvloop is a dependency on every supported platform
+        asyncio.run(serve(net, party))

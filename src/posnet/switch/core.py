@@ -1,0 +1,215 @@
+"""The scheme switch's core (银联中心): routes by BIN, translates PINs, relays.
+
+Acquirers connect to the switch; the switch connects to each issuer. A
+request is routed by the longest BIN prefix of its card number (15 when no
+issuer owns it, 91 when the issuer is not connected), its PIN block
+translated from the acquirer's zone PIN key to the issuer's, its MAC
+checked under the acquirer's zone MAC key and made anew under the issuer's.
+Replies go back to the connection the request came from; an issuer that does
+not answer in time gets 98 sent downstream and a reversal by store and forward.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..effects import CancelTimer, Effect, LinkDown, LinkUp, Put, Received, Send, SetTimer, TimerFired, Trace, mask_pan
+from ..forwarding import TIMER_PREFIX, ForwardingLimits, StoreAndForward
+from ..security import PinBlockFormatError, SecurityModule
+from ..wire import RC, Message, WireError, response_mti
+from ..wire.codec import decode_host, encode_host
+from ..wire.codes import host_kind, Kind
+from ..wire.fields import OriginalData, parse_track2
+
+ISSUER_LINK_PREFIX = "issuer:"
+TIMER_ISSUER = "issuer-timeout:"
+
+
+@dataclass(frozen=True)
+class ZoneKeys:
+    zpk: str  # zone PIN key (handle)
+    zak: str  # zone MAC key (handle)
+
+
+@dataclass(frozen=True)
+class IssuerRoute:
+    name: str
+    institution_id: str
+    bins: tuple[str, ...]
+    keys: ZoneKeys
+
+
+@dataclass(frozen=True)
+class SwitchConfig:
+    institution_id: str
+    acquirers: dict[str, ZoneKeys]  # acquiring institution id (F32) -> zone keys
+    issuers: dict[str, IssuerRoute]
+    issuer_timeout_ms: int = 10_000  # shorter than the acquirer's, so 98 flows back in time
+    forwarding: ForwardingLimits = ForwardingLimits()
+
+
+@dataclass
+class _InFlight:
+    source: str
+    issuer: str
+    request: Message
+
+
+class Switch:
+    def __init__(self, config: SwitchConfig, hsm: SecurityModule):
+        self.config = config
+        self.hsm = hsm
+        self.connected: set[str] = set()
+        self._routes = sorted(
+            ((b, name) for name, r in config.issuers.items() for b in r.bins), key=lambda x: len(x[0]), reverse=True
+        )
+        self._in_flight: dict[str, _InFlight] = {}
+        self.saf = {name: StoreAndForward(f"saf_{name}", ISSUER_LINK_PREFIX + name, config.forwarding) for name in config.issuers}
+
+    def restore(self, tables: dict[str, dict[str, dict[str, Any]]], now_ms: int) -> list[Effect]:
+        effects: list[Effect] = []
+        for name, saf in self.saf.items():
+            effects += saf.restore(tables.get(saf.table, {}), now_ms)
+        return effects
+
+    def route(self, pan: str) -> str | None:
+        for prefix, name in self._routes:
+            if pan.startswith(prefix):
+                return name
+        return None
+
+    def handle(self, event, now_ms: int) -> list[Effect]:
+        if isinstance(event, LinkUp) and event.link.startswith(ISSUER_LINK_PREFIX):
+            self.connected.add(event.link[len(ISSUER_LINK_PREFIX) :])
+            return [Trace("", "issuer connected", {"issuer": event.link})]
+        if isinstance(event, LinkDown) and event.link.startswith(ISSUER_LINK_PREFIX):
+            self.connected.discard(event.link[len(ISSUER_LINK_PREFIX) :])
+            return [Trace("", "issuer disconnected", {"issuer": event.link})]
+        if isinstance(event, Received):
+            if event.source.startswith(ISSUER_LINK_PREFIX):
+                return self._from_issuer(event.source[len(ISSUER_LINK_PREFIX) :], event.frame, now_ms)
+            return self._from_acquirer(event.source, event.frame, now_ms)
+        if isinstance(event, TimerFired):
+            if event.key.startswith(TIMER_ISSUER):
+                return self._issuer_timeout(event.key[len(TIMER_ISSUER) :], now_ms)
+            if event.key.startswith(TIMER_PREFIX):
+                for name, saf in self.saf.items():
+                    if event.key[len(TIMER_PREFIX) :] in saf:
+                        return saf.on_timer(event.key, self._encoder(name), now_ms)
+        return []
+
+    def _encoder(self, issuer: str):
+        zak = self.config.issuers[issuer].keys.zak
+        return lambda msg: encode_host(msg, mac=lambda d: self.hsm.retail_mac(zak, d))
+
+    def _reply_to_acquirer(self, source: str, msg: Message, rc: str, extra: dict[str, str] | None = None) -> Send:
+        keys = self.config.acquirers[msg["32"]]
+        fields = {k: v for k, v in msg.fields.items() if k not in ("35", "52", "53", "64", "128", "90")}
+        fields["39"] = rc
+        fields.update(extra or {})
+        reply = Message(response_mti(msg.mti), fields)
+        return Send(source, encode_host(reply, mac=lambda d: self.hsm.retail_mac(keys.zak, d)))
+
+    @staticmethod
+    def _key(msg: Message) -> str:
+        return f"{(msg.get(32) or '').lstrip('0')}:{msg.get(7)}:{msg.get(11)}"
+
+    def _from_acquirer(self, source: str, frame: bytes, now_ms: int) -> list[Effect]:
+        try:
+            msg = decode_host(frame)
+        except WireError as e:
+            return [Trace("", "unreadable frame from acquirer", {"error": str(e), "source": source})]
+        keys = self.config.acquirers.get(msg.get(32) or "")
+        if keys is None:
+            return [Trace("", "unknown acquiring institution: dropped", {"f32": msg.get(32)})]
+        if not self.hsm.verify_retail_mac(keys.zak, msg.mac_input(), bytes.fromhex(msg.get(msg.mac_field) or "00" * 8)):
+            return [Trace(msg.get(37) or "", "bad MAC from acquirer", {}), self._reply_to_acquirer(source, msg, RC.MAC_ERROR)]
+        kind = host_kind(msg.mti, msg.get(3))
+        lifecycle = (msg.get(37) or "").strip()
+        if kind is Kind.ECHO:
+            return [self._reply_to_acquirer(source, msg, RC.APPROVED)]
+        if kind is None:
+            return [self._reply_to_acquirer(source, msg, RC.FUNCTION_NOT_SUPPORTED)]
+        pan = msg.get(2)
+        if not pan and msg.has(35):
+            try:
+                pan = parse_track2(msg["35"]).pan
+            except WireError:
+                return [self._reply_to_acquirer(source, msg, RC.FORMAT_ERROR)]
+        issuer = self.route(pan or "")
+        if issuer is None:
+            return [Trace(lifecycle, "no issuer for BIN", {"pan": mask_pan(pan)}), self._reply_to_acquirer(source, msg, RC.NO_SUCH_ISSUER)]
+        route = self.config.issuers[issuer]
+        if kind is Kind.REVERSAL:
+            # Acknowledged once stored; the issuer hears of it by store and forward.
+            fwd = Message("0400", {k: v for k, v in msg.fields.items() if k not in ("64", "128")})
+            fwd.fields["100"] = route.institution_id
+            effects = self.saf[issuer].enqueue(self._key(msg), fwd, self._encoder(issuer), now_ms)
+            return [
+                *effects,
+                Trace(lifecycle, "reversal stored for issuer", {"issuer": issuer}),
+                self._reply_to_acquirer(source, msg, RC.APPROVED),
+            ]
+        if issuer not in self.connected:
+            return [Trace(lifecycle, "issuer not connected", {"issuer": issuer}), self._reply_to_acquirer(source, msg, RC.ISSUER_UNAVAILABLE)]
+        fwd = Message(msg.mti, {k: v for k, v in msg.fields.items() if k not in ("64", "128")})
+        fwd.fields["100"] = route.institution_id
+        if msg.has(52):
+            try:
+                block = self.hsm.translate_pin(keys.zpk, route.keys.zpk, bytes.fromhex(msg["52"]), pan or "")
+            except PinBlockFormatError:
+                return [self._reply_to_acquirer(source, msg, RC.PIN_FORMAT_ERROR)]
+            fwd.fields["52"] = block.hex().upper()
+        key = self._key(msg)
+        self._in_flight[key] = _InFlight(source, issuer, msg)
+        return [
+            Send(ISSUER_LINK_PREFIX + issuer, self._encoder(issuer)(fwd)),
+            SetTimer(TIMER_ISSUER + key, now_ms + self.config.issuer_timeout_ms),
+            Trace(lifecycle, "routed", {"issuer": issuer, "pan": mask_pan(pan), "mti": msg.mti}),
+        ]
+
+    def _from_issuer(self, issuer: str, frame: bytes, now_ms: int) -> list[Effect]:
+        try:
+            reply = decode_host(frame)
+        except WireError as e:
+            return [Trace("", "unreadable frame from issuer", {"error": str(e), "issuer": issuer})]
+        zak = self.config.issuers[issuer].keys.zak
+        if not self.hsm.verify_retail_mac(zak, reply.mac_input(), bytes.fromhex(reply.get(reply.mac_field) or "00" * 8)):
+            return [Trace(reply.get(37) or "", "bad MAC from issuer: dropped", {"issuer": issuer})]
+        key = self._key(reply)
+        if reply.mti in ("0410", "0430"):
+            return self.saf[issuer].acknowledged(key)
+        flight = self._in_flight.pop(key, None)
+        lifecycle = (reply.get(37) or "").strip()
+        if flight is None:
+            return self._late_reply(issuer, key, reply, now_ms)
+        extra = {f: reply[f] for f in ("38", "54", "100") if reply.has(f)}
+        return [
+            CancelTimer(TIMER_ISSUER + key),
+            Trace(lifecycle, "issuer answered", {"issuer": issuer, "rc": reply.get(39)}),
+            self._reply_to_acquirer(flight.source, flight.request, reply.get(39) or RC.SYSTEM_MALFUNCTION, extra),
+        ]
+
+    def _reversal_for(self, issuer: str, request: Message) -> Message:
+        fields = {k: v for k, v in request.fields.items() if k in ("2", "3", "4", "7", "11", "32", "37", "41", "42", "49")}
+        fields["39"] = RC.UNKNOWN_OUTCOME
+        fields["90"] = OriginalData(request.mti, request["11"], request["7"], request["32"]).encode()
+        fields["100"] = self.config.issuers[issuer].institution_id
+        return Message("0400", fields)
+
+    def _late_reply(self, issuer: str, key: str, reply: Message, now_ms: int) -> list[Effect]:
+        # The reversal was queued when the timer fired; nothing more to do but record it.
+        return [Trace((reply.get(37) or "").strip(), "late reply from issuer", {"issuer": issuer, "rc": reply.get(39)})]
+
+    def _issuer_timeout(self, key: str, now_ms: int) -> list[Effect]:
+        flight = self._in_flight.pop(key, None)
+        if flight is None:
+            return []
+        kind = host_kind(flight.request.mti, flight.request.get(3))
+        effects: list[Effect] = [Trace((flight.request.get(37) or "").strip(), "issuer timed out", {"issuer": flight.issuer})]
+        if kind in (Kind.SALE, Kind.VOID):
+            rev = self._reversal_for(flight.issuer, flight.request)
+            effects += self.saf[flight.issuer].enqueue(key, rev, self._encoder(flight.issuer), now_ms)
+        effects.append(self._reply_to_acquirer(flight.source, flight.request, RC.ISSUER_TIMED_OUT))
+        return effects

@@ -1,0 +1,21 @@
+import pathlib
+
+import pytest
+
+from posnet import config
+from posnet.demo import demo_config_text
+
+# 2026-11-24 10:00:00 China Standard Time
+NOW_MS = 1_795_485_600_000
+
+
+@pytest.fixture
+def demo_config_path(tmp_path: pathlib.Path) -> pathlib.Path:
+    p = tmp_path / "posnet.toml"
+    p.write_text(demo_config_text(), encoding="utf-8")
+    return p
+
+
+@pytest.fixture
+def demo_net(demo_config_path):
+    return config.load(demo_config_path)
