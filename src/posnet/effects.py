@@ -139,6 +139,15 @@ class Done:
     result: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class TerminalOutput:
+    """What a terminal function showed, printed and how it ended, as a driver gathers it."""
+
+    displays: list[str] = field(default_factory=list)
+    slips: list[Any] = field(default_factory=list)
+    done: Done | None = None
+
+
 Effect = Union[Put, Delete, LedgerWrite, Send, Close, SetTimer, CancelTimer, Trace, Display, Print, Done]
 
 

@@ -30,6 +30,7 @@ from ..effects import (
     Send,
     SetTimer,
     TimerFired,
+    TerminalOutput,
     Trace,
 )
 
@@ -39,13 +40,6 @@ class PartyState:
     core: Any
     tables: dict[str, dict[str, str]] = field(default_factory=dict)  # committed records, as JSON
     ledger_writes: int = 0
-
-
-@dataclass
-class TerminalOutput:
-    displays: list[str] = field(default_factory=list)
-    slips: list[Any] = field(default_factory=list)
-    done: Done | None = None
 
 
 class World:

@@ -1,0 +1,147 @@
+"""The terminal's driver: one POS function at a time over a real TCP connection.
+
+Like a dial-up or GPRS POS, the terminal opens a connection to the
+acquirer for a function and closes it after. Its store (journal, counters,
+keys, pending reversal) is its own SQLite file, so a restart loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Callable
+
+from .. import config as cfg
+from ..effects import (
+    RECORD_TYPES,
+    CancelTimer,
+    Command,
+    Display,
+    Done,
+    Print,
+    Received,
+    Send,
+    SetTimer,
+    TerminalOutput,
+    TimerFired,
+)
+from ..terminal.core import RESPONSE_TIMER, Terminal
+from ..wire import FrameReader, WireError, frame
+from .node import now_ms
+from .parties import party_dir, security_module
+from .store import PartyStore
+
+CONNECT_TIMEOUT_S = 5.0
+
+
+class TerminalDriver:
+    def __init__(self, net: cfg.Network, terminal_id: str | None = None, on_display: Callable[[str], None] | None = None):
+        tcfg, clear_tmk = cfg.terminal_config(net, terminal_id)
+        self.name = f"pos-{tcfg.terminal_id}"
+        directory = party_dir(net, self.name)
+        self.hsm = security_module(directory)
+        self.store = PartyStore(directory / "terminal.sqlite")
+        self.core = Terminal(tcfg, self.hsm, self.hsm.import_clear_key(clear_tmk))
+        self.core.restore(self.store.load(), now_ms())
+        self.endpoint = net.endpoint("acquirer")
+        self.on_display = on_display
+
+    def close(self) -> None:
+        self.store.close()
+
+    def run(self, name: str, **args) -> TerminalOutput:
+        return asyncio.run(self.run_async(name, **args))
+
+    async def run_async(self, name: str, **args) -> TerminalOutput:
+        out = TerminalOutput()
+        reader: asyncio.StreamReader | None = None
+        writer: asyncio.StreamWriter | None = None
+        frames = FrameReader()
+        deadline_ms: int | None = None
+        inbox: list[bytes] = []
+        effects = self.core.handle(Command(name, args), now_ms())
+        try:
+            while True:
+                records = [e for e in effects if isinstance(e, RECORD_TYPES)]
+                if records:
+                    self.store.commit(records)  # persist, then speak
+                next_events = []
+                for e in effects:
+                    if isinstance(e, Send):
+                        if writer is None:
+                            try:
+                                reader, writer = await asyncio.wait_for(
+                                    asyncio.open_connection(self.endpoint.host, self.endpoint.port), CONNECT_TIMEOUT_S
+                                )
+                            except (OSError, asyncio.TimeoutError):
+                                out.displays.append("通讯失败 CONNECTION FAILED")
+                                next_events.append(TimerFired(RESPONSE_TIMER))
+                                continue
+                        writer.write(frame(e.frame))
+                        await writer.drain()
+                    elif isinstance(e, SetTimer):
+                        deadline_ms = e.at_ms
+                    elif isinstance(e, CancelTimer):
+                        deadline_ms = None
+                    elif isinstance(e, Display):
+                        out.displays.append(e.text)
+                        if self.on_display:
+                            self.on_display(e.text)
+                    elif isinstance(e, Print):
+                        out.slips.append(e.slip)
+                    elif isinstance(e, Done):
+                        out.done = e
+                if out.done is not None:
+                    return out
+                if next_events:
+                    effects = []
+                    for ev in next_events:
+                        effects += self.core.handle(ev, now_ms())
+                    continue
+                event = await self._next_event(reader, frames, inbox, deadline_ms)
+                if isinstance(event, str):  # the acquirer closed the connection
+                    reader = writer = None
+                    frames = FrameReader()
+                    event = await self._wait_until(deadline_ms)
+                effects = self.core.handle(event, now_ms())
+        finally:
+            if writer is not None:
+                writer.close()
+
+    async def _next_event(self, reader, frames: FrameReader, inbox: list[bytes], deadline_ms: int | None):
+        while not inbox:
+            if reader is None:
+                return await self._wait_until(deadline_ms)
+            timeout = None if deadline_ms is None else max(0.0, (deadline_ms - now_ms()) / 1000)
+            try:
+                data = await asyncio.wait_for(reader.read(4096), timeout)
+            except asyncio.TimeoutError:
+                return TimerFired(RESPONSE_TIMER)
+            except OSError:
+                return "closed"
+            if not data:
+                return "closed"
+            try:
+                inbox.extend(frames.feed(data))
+            except WireError:
+                return Received("acquirer", data)  # let the core judge an unreadable reply
+        return Received("acquirer", inbox.pop(0))
+
+    @staticmethod
+    async def _wait_until(deadline_ms: int | None):
+        if deadline_ms is not None:
+            await asyncio.sleep(max(0.0, (deadline_ms - now_ms()) / 1000))
+        return TimerFired(RESPONSE_TIMER)
+
+
+def wait_for_port(host: str, port: int, timeout_s: float = 15.0) -> bool:
+    import socket
+
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
