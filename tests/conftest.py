@@ -19,3 +19,18 @@ def demo_config_path(tmp_path: pathlib.Path) -> pathlib.Path:
 @pytest.fixture
 def demo_net(demo_config_path):
     return config.load(demo_config_path)
+
+
+@pytest.fixture
+def world(demo_net):
+    """The demo network's cores in one process, no sockets, the clock at NOW_MS."""
+    from posnet.sim.network import build_world
+
+    return build_world(demo_net, NOW_MS)
+
+
+@pytest.fixture
+def card():
+    from posnet.terminal.core import Card
+
+    return Card("6222020000000001", "3012")
