@@ -34,3 +34,32 @@ def card():
     from posnet.terminal.core import Card
 
     return Card("6222020000000001", "3012")
+
+
+PG_URL = "postgresql://127.0.0.1:5432/test"
+
+
+@pytest.fixture
+def pg_schema():
+    """A fresh PostgreSQL schema name on 127.0.0.1:5432/test, dropped after the test.
+
+    Skips when PostgreSQL cannot be reached, unless POSNET_REQUIRE_POSTGRES=1 (CI), then fails.
+    """
+    import os
+    import uuid
+
+    try:
+        import psycopg
+
+        conn = psycopg.connect(PG_URL, autocommit=True, connect_timeout=3)
+    except Exception as e:  # noqa: BLE001 - any failure to connect means "no PostgreSQL here"
+        if os.environ.get("POSNET_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"PostgreSQL is required here but unreachable at {PG_URL}: {e}")
+        pytest.skip(f"no PostgreSQL at {PG_URL}: {e}")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    yield schema
+    # The schema and any named after it (a network's parties: <schema>_acquirer, …).
+    rows = conn.execute("SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE %s", (schema + "%",))
+    for (name,) in rows.fetchall():
+        conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+    conn.close()

@@ -201,7 +201,7 @@ def cmd_pos(args) -> int:
 def issuer_balances(net: cfg.Network, pans: list[str] | None = None) -> dict[str, int]:
     """Available balance per card, read from each issuer's store (fen)."""
     from .issuer.core import Issuer
-    from .runtime.parties import security_module, store_location, party_dir
+    from .runtime.parties import party_dir, party_schema, security_module, store_location
     from .runtime.store import PartyStore
 
     out: dict[str, int] = {}
@@ -210,7 +210,8 @@ def issuer_balances(net: cfg.Network, pans: list[str] | None = None) -> dict[str
         if not (party_dir(net, party) / f"{party}.sqlite").exists() and "database" not in net.raw.get("network", {}):
             continue
         hsm = security_module(party_dir(net, party))
-        store = PartyStore(store_location(net, party), with_ledger=True)
+        location = store_location(net, party)
+        store = PartyStore(location, with_ledger=True, schema=party_schema(net, party) if location.startswith("postgres") else None)
         try:
             core = Issuer(cfg.issuer_config(net, i["name"], hsm), hsm, store.load_ledger())
             for pan in core.config.cards:

@@ -47,11 +47,17 @@ def store_location(net: cfg.Network, party: str) -> str:
     return str(party_dir(net, party) / f"{party}.sqlite")
 
 
+def party_schema(net: cfg.Network, party: str) -> str:
+    """The PostgreSQL schema of a party, when the network keeps its data there."""
+    prefix = net.raw.get("network", {}).get("schema_prefix", "posnet")
+    return f"{prefix}_{party.replace('-', '_')}"
+
+
 def open_party(net: cfg.Network, party: str) -> tuple[PartyNode, list[Any]]:
     d = party_dir(net, party)
     hsm = security_module(d)
     location = store_location(net, party)
-    schema = party.replace("-", "_") if location.startswith("postgres") else None
+    schema = party_schema(net, party) if location.startswith("postgres") else None
     ep = net.endpoint(party)
     links: list[LinkSpec] = []
     if party == "acquirer":
