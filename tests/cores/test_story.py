@@ -87,3 +87,30 @@ def test_void_of_a_voided_sale_is_refused_at_the_terminal_and_moves_nothing(worl
     again = world.command(POS, "void", voucher_no=voucher)
     assert not again.done.ok
     assert balance(world) == 1_000_000
+
+
+def test_a_retransmitted_sale_gets_the_first_answer_and_is_charged_once(world, card):
+    from posnet.effects import Received, Send
+    from posnet.wire import decode_terminal
+
+    world.command(POS, "sign-on")
+    sent = []
+    world.cut.add(("acquirer", f"conn:{POS}"))  # keep the first answer from the terminal
+    original_apply = world._apply
+
+    def spy(party, effects):
+        if party == POS:
+            sent.extend(e.frame for e in effects if isinstance(e, Send))
+        original_apply(party, effects)
+
+    world._apply = spy
+    world.command(POS, "sale", card=card, pin=PIN, amount_fen=4321)
+    world._apply = original_apply
+    assert balance(world) == 1_000_000 - 4321
+    acquirer = world.parties["acquirer"].core
+    replies = [e for e in acquirer.handle(Received("conn:again", sent[-1]), world.now_ms) if isinstance(e, Send)]
+    assert len(replies) == 1 and replies[0].to == "conn:again"
+    reply = decode_terminal(replies[0].frame)
+    assert reply["39"] == "00" and reply["11"] == decode_terminal(sent[-1])["11"] and len(reply["38"]) == 6
+    world.run()
+    assert balance(world) == 1_000_000 - 4321, "charged once"

@@ -108,7 +108,11 @@ class Acquirer:
         # A request whose answer was never heard is owed a reversal upstream (store and forward).
         for rrn, t in self.txns.items():
             if t["status"] == "pending":
-                effects += self._reverse_upstream(t, now_ms)
+                if t["reversible"]:
+                    effects += self._reverse_upstream(t, now_ms)
+                else:
+                    t["status"] = "timed-out"
+                    effects.append(Put("txns", rrn, t))
         return effects
 
     def _terminal_state(self, tid: str) -> dict[str, Any]:
@@ -235,9 +239,40 @@ class Acquirer:
             self._answer(source, req, RC.APPROVED, mac=False, extra=extra),
         ]
 
+    def _duplicate(self, source: str, req: Message, kind: Kind, f60: F60, now_ms: int) -> list[Effect] | None:
+        """The natural key (terminal, merchant, batch, trace, date, class): the same request gets the first answer."""
+        rrn = self._by_trace.get((req["41"], f60.batch_no, req["11"]))
+        txn = self.txns.get(rrn) if rrn else None
+        if txn is None or txn["kind"] != kind.value or txn["date_mmdd"] != timefmt.mmdd(now_ms) or txn["merchant_id"] != req["42"]:
+            return None
+        trace = Trace(rrn, "duplicate request from terminal", {"status": txn["status"]})
+        if txn["status"] == "pending":
+            pending = self._pending.get(self._host_key(self.config.institution_id, txn["f7"], txn["stan"]))
+            if pending is not None:
+                pending.source = source  # answer on the connection the terminal uses now
+            return [trace]
+        if txn["status"] in ("approved", "declined", "voided"):
+            return [trace, self._answer(source, req, txn.get("rc", RC.SYSTEM_MALFUNCTION), extra=self._reply_extra(txn, now_ms))]
+        return [trace, self._answer(source, req, RC.DUPLICATE)]
+
+    def _reply_extra(self, txn: dict[str, Any], now_ms: int) -> dict[str, str]:
+        extra = {
+            "12": timefmt.hhmmss(now_ms),
+            "13": timefmt.mmdd(now_ms),
+            "37": txn["rrn"],
+            "44": f"{txn.get('issuer_id', ''):<11}{self.config.institution_id:<11}",
+            "63": "CUP",
+        }
+        if txn.get("auth_code"):
+            extra["38"] = txn["auth_code"]
+        return extra
+
     def _financial(self, source: str, req: Message, kind: Kind, f60: F60, now_ms: int) -> list[Effect]:
         tid = req["41"]
         state = self._terminal_state(tid)
+        duplicate = self._duplicate(source, req, kind, f60, now_ms)
+        if duplicate is not None:
+            return duplicate
         original = None
         if kind is Kind.VOID:
             f61 = parse_f61(req.get(61))
@@ -415,6 +450,8 @@ class Acquirer:
         if txn is not None:
             txn["status"] = "approved" if rc == RC.APPROVED else "declined"
             txn["auth_code"] = reply.get(38) or ""
+            txn["rc"] = rc
+            txn["issuer_id"] = reply.get(100) or ""
             effects.append(Put("txns", p.rrn, txn))
             if rc == RC.APPROVED and txn["original_rrn"]:
                 original = self.txns[txn["original_rrn"]]
@@ -423,15 +460,9 @@ class Acquirer:
                 elif p.kind is Kind.REFUND:
                     original["refunded_fen"] += txn["amount_fen"]
                 effects.append(Put("txns", original["rrn"], original))
-        extra = {
-            "12": timefmt.hhmmss(now_ms),
-            "13": timefmt.mmdd(now_ms),
-            "37": p.rrn,
-            "44": f"{(reply.get(100) or ''):<11}{self.config.institution_id:<11}",
-            "63": "CUP",
-        }
-        if reply.has(38):
-            extra["38"] = reply["38"]
+        extra = self._reply_extra(
+            txn or {"rrn": p.rrn, "issuer_id": reply.get(100) or "", "auth_code": reply.get(38) or ""}, now_ms
+        )
         if reply.has(54) and p.kind is Kind.INQUIRY:
             extra["54"] = reply["54"]
         effects.append(Trace(p.rrn, "answered terminal", {"rc": rc, "kind": p.kind.value}))
