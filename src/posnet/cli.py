@@ -317,6 +317,9 @@ def main(argv: list[str] | None = None) -> int:
     except cfg.ConfigError as e:
         print(f"posnet: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `posnet pos sale … | head`: the reader left; the sale itself is done
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":
