@@ -31,7 +31,7 @@ def free_ports(n: int) -> list[int]:
 def write_config(directory: Path, base_port: int = 0) -> Path:
     text = demo_config_text()
     ports = [base_port + i for i in range(4)] if base_port else free_ports(4)
-    for old, new in zip((18583, 18584, 18590, 18591), ports):
+    for old, new in zip((18583, 18584, 18590, 18591), ports, strict=True):
         text = text.replace(f"port = {old}", f"port = {new}")
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "posnet.toml"

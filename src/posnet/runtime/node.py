@@ -126,7 +126,9 @@ class PartyNode:
         while not self._stopping:
             lost = asyncio.Event()
             try:
-                await self.loop.create_connection(lambda: _Conn(self, link.name, on_lost=lost.set), link.host, link.port)
+                await self.loop.create_connection(
+                    lambda lost=lost: _Conn(self, link.name, on_lost=lost.set), link.host, link.port
+                )
             except OSError:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RECONNECT_CAP_S)

@@ -11,10 +11,10 @@ not answer in time gets 98 sent downstream and a reversal by store and forward.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from ..effects import CancelTimer, Effect, LinkDown, LinkUp, Put, Received, Send, SetTimer, TimerFired, Trace, mask_pan
+from ..effects import CancelTimer, Effect, LinkDown, LinkUp, Received, Send, SetTimer, TimerFired, Trace, mask_pan
 from ..forwarding import TIMER_PREFIX, ForwardingLimits, StoreAndForward
 from ..security import PinBlockFormatError, SecurityModule
 from ..wire import RC, Message, WireError, response_mti
@@ -69,7 +69,7 @@ class Switch:
 
     def restore(self, tables: dict[str, dict[str, dict[str, Any]]], now_ms: int) -> list[Effect]:
         effects: list[Effect] = []
-        for name, saf in self.saf.items():
+        for saf in self.saf.values():
             effects += saf.restore(tables.get(saf.table, {}), now_ms)
         return effects
 
