@@ -277,6 +277,7 @@ def terminal_config(net: Network, terminal_id: str | None) -> tuple[TerminalConf
             merchant_name=m["name"],
             acquirer_name=net.acquirer.get("name", "POSNET"),
             response_timeout_ms=int(t.get("response_timeout_ms", 30_000)),
+            reverse_at_once=bool(t.get("reverse_at_once", False)),
         ),
         t["tmk"],
     )

@@ -80,3 +80,21 @@ def test_a_reversal_that_never_gets_through_prints_a_fault_slip_and_keeps_the_re
     assert any("冲正不成功,请人工处理" in t and "NOT A RECEIPT" in t for t in slip_texts)
     terminal = world.parties[POS].core
     assert terminal.reversal is not None and terminal.reversal["attempts"] == 3
+
+
+def test_reverse_at_once_sends_the_reversal_right_after_the_timeout(world, card):
+    import dataclasses
+
+    terminal = world.parties[POS].core
+    terminal.config = dataclasses.replace(terminal.config, reverse_at_once=True)
+    signed_on(world)
+    world.cut.add(("acquirer", f"conn:{POS}"))
+    world.command(POS, "sale", card=card, pin=PIN, amount_fen=8800)
+    assert balance(world) == START - 8800
+    world.cut.clear()
+    world.advance(30_000)
+    out = world.outputs[POS]
+    assert "冲正成功 REVERSAL DONE" in out.displays
+    assert out.done.ok is False and out.done.response_code == "98" and out.done.result["reversal"] == "done"
+    assert terminal.reversal is None
+    assert balance(world) == START

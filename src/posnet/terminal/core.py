@@ -54,6 +54,7 @@ class TerminalConfig:
     operator: str = "01"
     response_timeout_ms: int = 30_000
     reversal_attempts: int = 3
+    reverse_at_once: bool = False  # send the reversal right after a failure, not before the next transaction
     print_copies: tuple[str, ...] = (MERCHANT_COPY, CARDHOLDER_COPY)
 
 
@@ -305,10 +306,11 @@ class Terminal:
             "failed": False,
         }
 
-    def _send_reversal(self, now_ms: int, deferred: Command | None) -> list[Effect]:
+    def _send_reversal(self, now_ms: int, deferred: Command | None, outcome: Done | None = None) -> list[Effect]:
+        """``deferred``: the function to run once reversed; ``outcome``: how the failed function ends."""
         assert self.reversal is not None
         msg = Message("0400", dict(self.reversal["fields"]), tpdu=self.config.tpdu, header=self.config.header)
-        ex = _Exchange("reversal", msg, reversible=False, deferred=deferred)
+        ex = _Exchange("reversal", msg, reversible=False, deferred=deferred, extra={"outcome": outcome})
         self._exchange = ex
         self.reversal["attempts"] += 1
         frame = encode_terminal(msg, mac=self._mac)
@@ -457,8 +459,15 @@ class Terminal:
             if ex.deferred is not None:
                 self._auto_reversed = True
                 return effects + [Display("自动冲正成功 AUTO REVERSAL DONE")] + self._start(ex.deferred, now_ms)
-            return effects + [Display("冲正成功 REVERSAL DONE"), Done(True, rc)]
+            return effects + [Display("冲正成功 REVERSAL DONE"), self._outcome(ex, rc, "done")]
         return self._reversal_not_done(ex, now_ms, f"host answered {rc}")
+
+    @staticmethod
+    def _outcome(ex: _Exchange, rc: str | None, reversal: str) -> Done:
+        failed: Done | None = ex.extra.get("outcome")
+        if failed is None:  # a reversal on its own
+            return Done(reversal == "done", rc, {"reversal": reversal})
+        return Done(False, failed.response_code, {**failed.result, "reversal": reversal})
 
     def _auto_reversal_note(self, ex: _Exchange) -> str:
         if self._auto_reversed:
@@ -479,12 +488,15 @@ class Terminal:
         effects: list[Effect] = [CancelTimer(RESPONSE_TIMER), Trace(self._lifecycle(ex.request), "failed", {"reason": reason})]
         if ex.kind == "reversal":
             return effects + self._reversal_not_done(ex, now_ms, text)
-        if ex.reversible and self.reversal is not None:
-            self.reversal["fields"]["39"] = reason
-            effects.append(Put("reversal", "pending", self.reversal))
         if sign_on_again:
             self.keys["signed_on"] = False
             effects.append(self._put_keys())
+        if ex.reversible and self.reversal is not None:
+            self.reversal["fields"]["39"] = reason
+            effects.append(Put("reversal", "pending", self.reversal))
+            if self.config.reverse_at_once and not sign_on_again:
+                outcome = Done(False, reason, {"kind": ex.kind})
+                return effects + [Display(text)] + self._send_reversal(now_ms, None, outcome)
         return effects + [Display(text), Done(False, reason, {"kind": ex.kind})]
 
     def _reversal_not_done(self, ex: _Exchange, now_ms: int, why: str) -> list[Effect]:
@@ -507,7 +519,7 @@ class Terminal:
         ]
         if ex.deferred is not None:
             return effects + self._start(ex.deferred, now_ms)
-        return effects + [Done(False, RC.UNKNOWN_OUTCOME, {"error": "reversal failed"})]
+        return effects + [self._outcome(ex, RC.UNKNOWN_OUTCOME, "failed")]
 
     # -- receipts and traces ------------------------------------------------
 
