@@ -37,6 +37,10 @@ class StoreAndForward:
         self.items = {k: dict(v) for k, v in rows.items()}
         return [SetTimer(TIMER_PREFIX + key, now_ms) for key in self.items]
 
+    def kick(self, now_ms: int) -> list[Effect]:
+        """The link is back: resend everything owed now."""
+        return [SetTimer(TIMER_PREFIX + key, now_ms) for key in self.items]
+
     @property
     def full(self) -> bool:
         return len(self.items) >= self.limits.max_items

@@ -18,6 +18,8 @@ from ..effects import (
     Close,
     Command,
     Effect,
+    LinkDown,
+    LinkUp,
     Put,
     Received,
     Send,
@@ -27,6 +29,7 @@ from ..effects import (
     mask_pan,
 )
 from ..forwarding import TIMER_PREFIX, ForwardingLimits, StoreAndForward
+from ..links import LinkLimits, LinkWatch
 from ..security import PinBlockFormatError, SecurityModule
 from ..wire import RC, Kind, Message, NetworkCode, WireError, response_mti
 from ..wire.codec import decode_host, decode_terminal, encode_host, encode_terminal, reply_tpdu
@@ -75,6 +78,7 @@ class AcquirerConfig:
     terminals: dict[str, TerminalEntry] = field(default_factory=dict)
     host_timeout_ms: int = 20_000  # shorter than the terminal's 30 s, so the terminal hears 98 from us
     forwarding: ForwardingLimits = ForwardingLimits()
+    link: LinkLimits = LinkLimits()
 
 
 @dataclass
@@ -96,6 +100,7 @@ class Acquirer:
         self._by_trace: dict[tuple[str, str, str], str] = {}  # (TID, batch, trace) -> RRN
         self._pending: dict[str, _Pending] = {}  # host key -> request awaiting the switch
         self.saf = StoreAndForward("saf", SWITCH, config.forwarding)
+        self.switch_link = LinkWatch(SWITCH, config.link, self._echo_request)
 
     # -- state --------------------------------------------------------------
 
@@ -132,7 +137,14 @@ class Acquirer:
             if event.source == SWITCH:
                 return self._from_switch(event.frame, now_ms)
             return self._from_terminal(event.source, event.frame, now_ms)
+        if isinstance(event, LinkUp) and event.link == SWITCH:
+            # A link back: owed reversals go out now rather than at their next retry.
+            return self.switch_link.link_up(now_ms) + self.saf.kick(now_ms)
+        if isinstance(event, LinkDown) and event.link == SWITCH:
+            return self.switch_link.link_down()
         if isinstance(event, TimerFired):
+            if self.switch_link.owns(event.key):
+                return self.switch_link.on_timer(event.key, now_ms)
             if event.key.startswith(HOST_TIMER_PREFIX):
                 return self._host_timeout(event.key[len(HOST_TIMER_PREFIX) :], now_ms)
             if event.key.startswith(TIMER_PREFIX):
@@ -371,6 +383,11 @@ class Acquirer:
         mti = "0220" if kind is Kind.REFUND else "0200"
         return Message(mti, fields)
 
+    def _echo_request(self, now_ms: int) -> bytes:
+        stan = f"{self._next('stan', STAN_MAX):06d}"
+        fields = {"7": timefmt.transmission_time(now_ms), "11": stan, "32": self.config.institution_id, "70": "301"}
+        return self._encode_host(Message("0800", fields))
+
     def _encode_host(self, msg: Message) -> bytes:
         return encode_host(msg, mac=lambda d: self.hsm.retail_mac(self.config.zak, d))
 
@@ -429,19 +446,22 @@ class Acquirer:
     # -- host leg -----------------------------------------------------------
 
     def _from_switch(self, frame: bytes, now_ms: int) -> list[Effect]:
+        heard = self.switch_link.heard(now_ms)
         try:
             reply = decode_host(frame)
         except WireError as e:
             return [Trace("", "unreadable frame from switch", {"error": str(e)})]
         if not self.hsm.verify_retail_mac(self.config.zak, reply.mac_input(), bytes.fromhex(reply.get(reply.mac_field) or "00" * 8)):
             return [Trace(reply.get(37) or "", "bad MAC from switch: dropped", {"mti": reply.mti})]
+        if reply.mti in ("0810", "0830"):
+            return heard
         key = self._host_key(reply.get(32) or "", reply.get(7) or "", reply.get(11) or "")
         if reply.mti in ("0410", "0430"):
-            return self.saf.acknowledged(key)
+            return heard + self.saf.acknowledged(key)
         pending = self._pending.pop(key, None)
         if pending is None:
-            return self._late_reply(key, reply, now_ms)
-        return [CancelTimer(HOST_TIMER_PREFIX + key)] + self._complete(pending, reply, now_ms)
+            return heard + self._late_reply(key, reply, now_ms)
+        return heard + [CancelTimer(HOST_TIMER_PREFIX + key)] + self._complete(pending, reply, now_ms)
 
     def _complete(self, p: _Pending, reply: Message, now_ms: int) -> list[Effect]:
         rc = reply.get(39) or RC.SYSTEM_MALFUNCTION

@@ -16,6 +16,8 @@ from typing import Any
 
 from ..effects import CancelTimer, Effect, LinkDown, LinkUp, Received, Send, SetTimer, TimerFired, Trace, mask_pan
 from ..forwarding import TIMER_PREFIX, ForwardingLimits, StoreAndForward
+from ..links import LinkLimits, LinkWatch
+from .. import timefmt
 from ..security import PinBlockFormatError, SecurityModule
 from ..wire import RC, Message, WireError, response_mti
 from ..wire.codec import decode_host, encode_host
@@ -47,6 +49,7 @@ class SwitchConfig:
     issuers: dict[str, IssuerRoute]
     issuer_timeout_ms: int = 10_000  # shorter than the acquirer's, so 98 flows back in time
     forwarding: ForwardingLimits = ForwardingLimits()
+    link: LinkLimits = LinkLimits()
 
 
 @dataclass
@@ -66,6 +69,11 @@ class Switch:
         )
         self._in_flight: dict[str, _InFlight] = {}
         self.saf = {name: StoreAndForward(f"saf_{name}", ISSUER_LINK_PREFIX + name, config.forwarding) for name in config.issuers}
+        self.links = {
+            name: LinkWatch(ISSUER_LINK_PREFIX + name, config.link, lambda now, n=name: self._echo_request(n, now))
+            for name in config.issuers
+        }
+        self._echo_stan = 0
 
     def restore(self, tables: dict[str, dict[str, dict[str, Any]]], now_ms: int) -> list[Effect]:
         effects: list[Effect] = []
@@ -81,16 +89,26 @@ class Switch:
 
     def handle(self, event, now_ms: int) -> list[Effect]:
         if isinstance(event, LinkUp) and event.link.startswith(ISSUER_LINK_PREFIX):
-            self.connected.add(event.link[len(ISSUER_LINK_PREFIX) :])
-            return [Trace("", "issuer connected", {"issuer": event.link})]
+            name = event.link[len(ISSUER_LINK_PREFIX) :]
+            if name not in self.config.issuers:
+                return []
+            self.connected.add(name)
+            # Reversals owed to this issuer go out now rather than at their next retry.
+            return [Trace("", "issuer connected", {"issuer": name})] + self.links[name].link_up(now_ms) + self.saf[name].kick(now_ms)
         if isinstance(event, LinkDown) and event.link.startswith(ISSUER_LINK_PREFIX):
-            self.connected.discard(event.link[len(ISSUER_LINK_PREFIX) :])
-            return [Trace("", "issuer disconnected", {"issuer": event.link})]
+            name = event.link[len(ISSUER_LINK_PREFIX) :]
+            if name not in self.config.issuers:
+                return []
+            self.connected.discard(name)
+            return [Trace("", "issuer disconnected", {"issuer": name})] + self.links[name].link_down()
         if isinstance(event, Received):
             if event.source.startswith(ISSUER_LINK_PREFIX):
                 return self._from_issuer(event.source[len(ISSUER_LINK_PREFIX) :], event.frame, now_ms)
             return self._from_acquirer(event.source, event.frame, now_ms)
         if isinstance(event, TimerFired):
+            for watch in self.links.values():
+                if watch.owns(event.key):
+                    return watch.on_timer(event.key, now_ms)
             if event.key.startswith(TIMER_ISSUER):
                 return self._issuer_timeout(event.key[len(TIMER_ISSUER) :], now_ms)
             if event.key.startswith(TIMER_PREFIX):
@@ -102,6 +120,16 @@ class Switch:
     def _encoder(self, issuer: str):
         zak = self.config.issuers[issuer].keys.zak
         return lambda msg: encode_host(msg, mac=lambda d: self.hsm.retail_mac(zak, d))
+
+    def _echo_request(self, issuer: str, now_ms: int) -> bytes:
+        self._echo_stan = self._echo_stan % 999_999 + 1
+        fields = {
+            "7": timefmt.transmission_time(now_ms),
+            "11": f"{self._echo_stan:06d}",
+            "70": "301",
+            "100": self.config.issuers[issuer].institution_id,
+        }
+        return self._encoder(issuer)(Message("0800", fields))
 
     def _reply_to_acquirer(self, source: str, msg: Message, rc: str, extra: dict[str, str] | None = None) -> Send:
         keys = self.config.acquirers[msg["32"]]
@@ -170,22 +198,27 @@ class Switch:
         ]
 
     def _from_issuer(self, issuer: str, frame: bytes, now_ms: int) -> list[Effect]:
+        if issuer not in self.config.issuers:
+            return []
+        heard = self.links[issuer].heard(now_ms)
         try:
             reply = decode_host(frame)
         except WireError as e:
-            return [Trace("", "unreadable frame from issuer", {"error": str(e), "issuer": issuer})]
+            return heard + [Trace("", "unreadable frame from issuer", {"error": str(e), "issuer": issuer})]
         zak = self.config.issuers[issuer].keys.zak
         if not self.hsm.verify_retail_mac(zak, reply.mac_input(), bytes.fromhex(reply.get(reply.mac_field) or "00" * 8)):
-            return [Trace(reply.get(37) or "", "bad MAC from issuer: dropped", {"issuer": issuer})]
+            return heard + [Trace(reply.get(37) or "", "bad MAC from issuer: dropped", {"issuer": issuer})]
+        if reply.mti in ("0810", "0830"):
+            return heard
         key = self._key(reply)
         if reply.mti in ("0410", "0430"):
-            return self.saf[issuer].acknowledged(key)
+            return heard + self.saf[issuer].acknowledged(key)
         flight = self._in_flight.pop(key, None)
         lifecycle = (reply.get(37) or "").strip()
         if flight is None:
-            return self._late_reply(issuer, key, reply, now_ms)
+            return heard + self._late_reply(issuer, key, reply, now_ms)
         extra = {f: reply[f] for f in ("38", "54", "100") if reply.has(f)}
-        return [
+        return heard + [
             CancelTimer(TIMER_ISSUER + key),
             Trace(lifecycle, "issuer answered", {"issuer": issuer, "rc": reply.get(39)}),
             self._reply_to_acquirer(flight.source, flight.request, reply.get(39) or RC.SYSTEM_MALFUNCTION, extra),
