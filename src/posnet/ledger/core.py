@@ -733,7 +733,10 @@ class Ledger:
             return
         deltas: dict[int, list[int]] = {}
         dirty = self._dirty
-        for acct, (_flags, dp, dpo, cp, cpo) in snap.items():
+        for acct, before in snap.items():
+            _flags, dp, dpo, cp, cpo = before
+            if (acct.flags, acct.dp, acct.dpo, acct.cp, acct.cpo) == before:
+                continue  # touched by a chain that was rolled back
             d = deltas.get(acct.ledger)
             if d is None:
                 d = deltas[acct.ledger] = [0, 0, 0, 0]
