@@ -258,10 +258,16 @@ class PostgresLedgerStore:
         self.conn = conn
 
     def schema_version(self) -> int:
-        (exists,) = self.conn.execute("SELECT to_regclass('ledger_schema_version') IS NOT NULL").fetchone()
-        if not exists:
-            return 0
-        (v,) = self.conn.execute("SELECT COALESCE(MAX(version), 0) FROM ledger_schema_version").fetchone()
+        from psycopg.pq import TransactionStatus
+
+        conn = self.conn
+        was_idle = conn.info.transaction_status == TransactionStatus.IDLE
+        (exists,) = conn.execute("SELECT to_regclass('ledger_schema_version') IS NOT NULL").fetchone()
+        v = 0
+        if exists:
+            (v,) = conn.execute("SELECT COALESCE(MAX(version), 0) FROM ledger_schema_version").fetchone()
+        if was_idle and not conn.autocommit:
+            conn.rollback()
         return v
 
     def migrate(self) -> None:
