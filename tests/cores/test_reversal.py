@@ -98,3 +98,32 @@ def test_reverse_at_once_sends_the_reversal_right_after_the_timeout(world, card)
     assert out.done.ok is False and out.done.response_code == "98" and out.done.result["reversal"] == "done"
     assert terminal.reversal is None
     assert balance(world) == START
+
+
+def test_a_late_approval_after_the_acquirers_timeout_is_reversed(world, card):
+    signed_on(world)
+    world.hold.add(("switch", "acquirer:48020000"))  # the switch's answer is slow
+    world.command(POS, "sale", card=card, pin=PIN, amount_fen=3000)
+    assert balance(world) == START - 3000
+    world.advance(20_000)  # the acquirer gives up first: 98 to the terminal, a reversal owed upstream
+    assert world.outputs[POS].done.response_code == "98"
+    world.hold.clear()
+    world.release_held()  # the approval arrives late; the reversal also goes out
+    world.advance(60_000)
+    assert balance(world) == START, "the late approval was reversed"
+    assert world.parties["acquirer"].core.saf.items == {}
+
+
+def test_a_sale_overtaken_by_its_own_reversal_holds_nothing(world, card):
+    signed_on(world)
+    world.hold.add(("switch", "issuer:bank-a"))
+    world.command(POS, "sale", card=card, pin=PIN, amount_fen=3000)
+    world.advance(10_000)  # the switch times out and sends its reversal on the same slow link
+    assert len(world._held) == 2
+    world._held.reverse()  # the reversal arrives first, then the sale
+    world.hold.clear()
+    world.release_held()
+    world.advance(60_000)
+    assert balance(world) == START
+    issuer = world.parties["issuer-bank-a"].core
+    assert sum(a.debits_pending for a in issuer.ledger.accounts()) == 0

@@ -169,6 +169,10 @@ class Issuer:
             return self._reversal(source, req, now_ms)
         if kind is None:
             return [self._reply(source, req, RC.FUNCTION_NOT_SUPPORTED)]
+        if f"reversal:{key}" in self.auths:
+            # Its reversal overtook it: the transaction is cancelled; nothing may be held for it now.
+            return [Trace((req.get(37) or "").strip(), "request after its own reversal: declined", {}),
+                    self._reply(source, req, RC.INVALID_TRANSACTION)]
         seen = self.auths.get(key)
         if seen is not None:
             # A retransmission: the first answer again, and no money moves.

@@ -54,6 +54,8 @@ class World:
         self.outputs: dict[str, TerminalOutput] = {}
         self.traces: list[tuple[str, Trace]] = []
         self.cut: set[tuple[str, str]] = set()  # (party, link) pairs whose frames are lost
+        self.hold: set[tuple[str, str]] = set()  # (party, link) pairs whose frames wait for release_held()
+        self._held: list[tuple[str, Received]] = []
 
     def add(self, name: str, core: Any, restore: bool = True) -> None:
         self.parties[name] = PartyState(core)
@@ -88,6 +90,12 @@ class World:
             effects = self.parties[party].core.handle(event, self.now_ms)
             self._apply(party, effects)
 
+    def release_held(self) -> None:
+        """Deliver the frames ``hold`` kept back: late, but in order."""
+        held, self._held = self._held, []
+        self._queue.extend(held)
+        self.run()
+
     def advance(self, ms: int) -> None:
         """Move the clock, firing every timer that falls due, in order."""
         target = self.now_ms + ms
@@ -119,7 +127,10 @@ class World:
                     continue
                 route = self._routes.get((party, e.to))
                 if route is not None:
-                    self._queue.append((route[0], Received(route[1], e.frame)))
+                    if (party, e.to) in self.hold:
+                        self._held.append((route[0], Received(route[1], e.frame)))
+                    else:
+                        self._queue.append((route[0], Received(route[1], e.frame)))
             elif isinstance(e, SetTimer):
                 self._seq += 1
                 self._timer_live[(party, e.key)] = self._seq
