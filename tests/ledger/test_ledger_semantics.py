@@ -126,7 +126,7 @@ def test_expiry_releases_the_hold_once_at_its_time(led):
     assert led.next_expiry_ms() is None
     changes = led.take_changes()
     assert changes.expiries == [(10, NOW + 30_000)]
-    assert sorted(b[0] for b in changes.balances) == [CARD, SETTLE]
+    assert [t.id for t in changes.transfers] == [10]
     assert led.create_transfers([post(11, 10)], NOW + 60_000) == [R.PENDING_TRANSFER_EXPIRED]
     assert led.create_transfers([void(11, 10)], NOW + 60_000) == [R.PENDING_TRANSFER_EXPIRED]
     led.check_invariants()
@@ -325,17 +325,22 @@ def test_change_sets():
     led.create_transfers([Transfer(5, 1, 2, 7, C.CNY, 1)], NOW)
     ch = led.take_changes()
     assert ch and not ch.empty
-    assert [row[:2] for row in ch.accounts] == [(1, 1), (2, 2)]
-    assert ch.accounts[0][6:10] == (0, 7, 0, 0), "a new account is written with its current balances"
-    assert ch.balances == [], "and not again as an update"
+    assert ch.accounts == [(1, 1, C.CNY, 1, 0, 0, NOW), (2, 2, C.CNY, 1, 0, 0, NOW)]
     assert [t.id for t in ch.transfers] == [5] and ch.first_transfer_seq == 1
     assert not led.take_changes()
     led.create_transfers([Transfer(6, 1, 2, 3, C.CNY, 1, F.PENDING, timeout_s=1)], NOW)
     led.expire_pending(NOW + 1_000)
     ch = led.take_changes()
     assert ch.first_transfer_seq == 2
-    assert ch.balances == [(1, 0, 0, 7, 0, 0), (2, 0, 0, 0, 0, 7)]
+    assert [t.id for t in ch.transfers] == [6]
     assert ch.expiries == [(6, NOW + 1_000)]
+    assert len(ch) == 2
+    # An account is written with the flags it was created with, even if a closing hold closed it at once.
+    led.create_accounts([Account(3, C.CNY, 1)], NOW)
+    led.create_transfers([Transfer(7, 3, 1, 0, C.CNY, 1, F.PENDING | F.CLOSING_DEBIT)], NOW)
+    ch = led.take_changes()
+    assert ch.accounts == [(3, 3, C.CNY, 1, 0, 0, NOW + 1_000)]
+    assert led.account(3).flags == AccountFlags.CLOSED
 
 
 # ---------------------------------------------------------------- invariants

@@ -219,10 +219,9 @@ class Ledger:
         # ledger -> [debits_pending, debits_posted, credits_pending, credits_posted]
         self._totals: dict[int, list[int]] = {}
         # The change set being gathered for take_changes.
-        self._new_accounts: list[_Acct] = []
+        self._new_accounts: list[tuple] = []
         self._new_transfers: list[Transfer] = []
         self._first_tseq = 1
-        self._dirty: dict[_Acct, None] = {}
         self._expiries: list[tuple[int, int]] = []
         # Scratch of one call: balances of touched accounts before the call.
         self._snap: dict[_Acct, tuple] = {}
@@ -306,10 +305,11 @@ class Ledger:
             return _AR.LEDGER_MUST_NOT_BE_ZERO
         if a.code == 0:
             return _AR.CODE_MUST_NOT_BE_ZERO
-        acct = _Acct(aid, a.ledger, a.code, flags, a.user_data, 0, 0, 0, 0, now, self._next_aseq)
-        self._next_aseq += 1
+        seq = self._next_aseq
+        acct = _Acct(aid, a.ledger, a.code, flags, a.user_data, 0, 0, 0, 0, now, seq)
+        self._next_aseq = seq + 1
         self._accounts[aid] = acct
-        self._new_accounts.append(acct)
+        self._new_accounts.append((seq, aid, a.ledger, a.code, flags, a.user_data, now))
         if a.ledger not in self._totals:
             self._totals[a.ledger] = [0, 0, 0, 0]
         if self._chain_snap is not None:
@@ -320,7 +320,7 @@ class Ledger:
         for acct in reversed(self._chain_log):
             del self._accounts[acct.id]
             popped = self._new_accounts.pop()
-            if popped is not acct:
+            if popped[1] != acct.id:
                 raise AssertionError("account rollback out of order")
             self._next_aseq -= 1
         self._chain_log = []
@@ -732,7 +732,6 @@ class Ledger:
         if not snap:
             return
         deltas: dict[int, list[int]] = {}
-        dirty = self._dirty
         for acct, before in snap.items():
             _flags, dp, dpo, cp, cpo = before
             if (acct.flags, acct.dp, acct.dpo, acct.cp, acct.cpo) == before:
@@ -751,7 +750,6 @@ class Ledger:
                 raise AssertionError(f"account {acct.id}: credits exceed debits despite its flag")
             if acct.dp < 0 or acct.cp < 0:
                 raise AssertionError(f"account {acct.id}: negative pending balance")
-            dirty[acct] = None
         totals = self._totals
         for ledger, (ddp, ddpo, dcp, dcpo) in deltas.items():
             if ddp != dcp or ddpo != dcpo:
@@ -828,18 +826,11 @@ class Ledger:
     # ---------------------------------------------------------------- changes
 
     def take_changes(self) -> LedgerChanges:
-        """Everything created or changed since the last call, for a store to persist."""
-        if not (self._new_accounts or self._dirty or self._new_transfers or self._expiries):
+        """Everything created since the last call, for a store to persist."""
+        if not (self._new_accounts or self._new_transfers or self._expiries):
             return LedgerChanges(first_transfer_seq=self._next_tseq)
-        new = self._new_accounts
-        new_set = set(new)
-        accounts = [
-            (a.seq, a.id, a.ledger, a.code, a.flags, a.user_data, a.dp, a.dpo, a.cp, a.cpo, a.ts) for a in new
-        ]
-        balances = [(a.id, a.flags, a.dp, a.dpo, a.cp, a.cpo) for a in self._dirty if a not in new_set]
         changes = LedgerChanges(
-            accounts=accounts,
-            balances=balances,
+            accounts=self._new_accounts,
             transfers=self._new_transfers,
             first_transfer_seq=self._first_tseq,
             expiries=self._expiries,
@@ -849,7 +840,6 @@ class Ledger:
         self._new_accounts = []
         self._new_transfers = []
         self._first_tseq = self._next_tseq
-        self._dirty = {}
         self._expiries = []
         return changes
 
@@ -974,12 +964,14 @@ class Ledger:
         transfer_rows: Iterable[Sequence],
         expiry_rows: Iterable[Sequence],
     ) -> None:
-        """Rebuild from stored rows (used by the stores' load). Ids may be int or decimal str.
+        """Rebuild from stored rows (the stores' ``load``). Ids may be int or decimal str.
 
-        account_rows: (seq, id, ledger, code, flags, user_data, dp, dpo, cp, cpo, timestamp_ms)
+        account_rows: (seq, id, ledger, code, flags, user_data, timestamp_ms), flags as created
         transfer_rows, in seq order: (seq, id, debit_account_id, credit_account_id, amount,
             ledger, code, flags, pending_id, user_data, timeout_s, timestamp_ms)
         expiry_rows: (pending_id, timestamp_ms)
+
+        Balances are not stored: they are the sum of the transfers, replayed here.
         """
         if self._accounts or self._transfers:
             raise ValueError("restore needs an empty ledger")
@@ -987,16 +979,13 @@ class Ledger:
         totals = self._totals
         now = 0
         max_aseq = 0
-        for seq, aid, ledger, code, flags, ud, dp, dpo, cp, cpo, ts in account_rows:
+        for seq, aid, ledger, code, flags, ud, ts in account_rows:
             aid = int(aid)
-            accounts[aid] = _Acct(aid, ledger, code, flags, int(ud) if ud != "0" else 0, dp, dpo, cp, cpo, ts, seq)
-            tot = totals.get(ledger)
-            if tot is None:
-                tot = totals[ledger] = [0, 0, 0, 0]
-            tot[0] += dp
-            tot[1] += dpo
-            tot[2] += cp
-            tot[3] += cpo
+            if aid in accounts:
+                raise AssertionError(f"account {aid} is stored twice")
+            accounts[aid] = _Acct(aid, ledger, code, flags, int(ud), 0, 0, 0, 0, ts, seq)
+            if ledger not in totals:
+                totals[ledger] = [0, 0, 0, 0]
             if seq > max_aseq:
                 max_aseq = seq
             if ts > now:
@@ -1006,25 +995,31 @@ class Ledger:
         transfers = self._transfers
         by_ud = self._by_ud
         status = self._status
-        timed: list[Transfer] = []
+        closing: list[Transfer] = []
+        timed: list[tuple[int, Transfer]] = []
         last_ts = None
         last_seq = 0
         tf = _TF
         mk = _mk_transfer
         for seq, tid, dr_id, cr_id, amount, ledger, code, flags, pid, ud, timeout_s, ts in transfer_rows:
-            if seq <= last_seq:
-                raise AssertionError("transfers must be restored in sequence order")
+            if seq != last_seq + 1:
+                raise AssertionError(f"transfer sequence jumps from {last_seq} to {seq}: a change set is missing")
             last_seq = seq
-            dr = accounts[int(dr_id)]
-            cr = accounts[int(cr_id)]
+            tid = int(tid)
+            if tid in transfers:
+                raise AssertionError(f"transfer {tid} is stored twice")
+            dr = accounts.get(int(dr_id))
+            cr = accounts.get(int(cr_id))
+            if dr is None or cr is None:
+                raise AssertionError(f"transfer {tid} names an account that is not stored")
             if ts == last_ts:
                 ts = last_ts  # share one int object between neighbours
             else:
                 last_ts = ts
-            pid = int(pid) if pid != "0" and pid != 0 else 0
-            ud = int(ud) if ud != "0" and ud != 0 else 0
-            t = mk(int(tid), dr.id, cr.id, amount, ledger, code, tf[flags], pid, ud, timeout_s, ts)
-            transfers[t.id] = t
+            pid = int(pid)
+            ud = int(ud)
+            t = mk(tid, dr.id, cr.id, amount, ledger, code, tf[flags], pid, ud, timeout_s, ts)
+            transfers[tid] = t
             h = dr.hist
             if h is None:
                 dr.hist = [t]
@@ -1044,13 +1039,28 @@ class Ledger:
                 else:
                     by_ud[ud] = [x, t]
             if flags & _T_PENDING:
-                status[t.id] = PENDING
+                dr.dp += amount
+                cr.cp += amount
+                status[tid] = PENDING
                 if timeout_s:
                     timed.append((seq, t))
-            elif flags & _T_POST:
-                status[pid] = POSTED
-            elif flags & _T_VOID:
-                status[pid] = VOIDED
+                if flags & _T_CLOSING:
+                    closing.append(t)
+            elif flags & _T_POST_OR_VOID:
+                p = transfers.get(pid)
+                if p is None or status.get(pid) != PENDING:
+                    raise AssertionError(f"transfer {tid} resolves {pid}, which is not a standing pending transfer")
+                dr.dp -= p.amount
+                cr.cp -= p.amount
+                if flags & _T_POST:
+                    dr.dpo += amount
+                    cr.cpo += amount
+                    status[pid] = POSTED
+                else:
+                    status[pid] = VOIDED
+            else:
+                dr.dpo += amount
+                cr.cpo += amount
         if last_ts is not None and last_ts > now:
             now = last_ts
         self._next_tseq = last_seq + 1
@@ -1059,9 +1069,25 @@ class Ledger:
             pid = int(pid)
             if status.get(pid) != PENDING:
                 raise AssertionError(f"expiry recorded for {pid}, which is {status.get(pid)}")
+            p = transfers[pid]
+            accounts[p.debit_account_id].dp -= p.amount
+            accounts[p.credit_account_id].cp -= p.amount
             status[pid] = EXPIRED
             if ts > now:
                 now = ts
+        # A closing transfer keeps its account closed while it stands or once posted.
+        for t in closing:
+            if status[t.id] in (PENDING, POSTED):
+                if t.flags & _T_CLOSE_D:
+                    accounts[t.debit_account_id].flags |= _A_CLOSED
+                if t.flags & _T_CLOSE_C:
+                    accounts[t.credit_account_id].flags |= _A_CLOSED
+        for a in accounts.values():
+            tot = totals[a.ledger]
+            tot[0] += a.dp
+            tot[1] += a.dpo
+            tot[2] += a.cp
+            tot[3] += a.cpo
         heap = [(_expiry_ms(t), seq, t.id) for seq, t in timed if status[t.id] == PENDING]
         heapq.heapify(heap)
         self._heap = heap

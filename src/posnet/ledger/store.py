@@ -9,6 +9,10 @@ decimal digits on SQLite (whose INTEGER is only 64-bit) and ``NUMERIC(39, 0)``
 on PostgreSQL. Amounts, balances and times are ``BIGINT`` (signed 64-bit)
 in both; the ledger never lets a balance pass 2**63 - 1.
 
+The tables are append-only: accounts, transfers and expiry records are
+immutable, and balances are not stored but rebuilt from the transfers at
+load (the ``ledger_balances`` view computes them in SQL for people).
+
 A store never commits the caller's work: ``write`` runs its statements on the
 caller's connection inside the caller's transaction, so the ledger's changes
 commit together with the party's other records (persist, then speak).
@@ -35,39 +39,38 @@ __all__ = [
 _DIALECTS = {
     "sqlite": {
         "u128": "TEXT",
-        "seq_pk": "INTEGER PRIMARY KEY",  # an alias of the rowid: appends are cheap
-        "without_rowid": " WITHOUT ROWID",
+        "seq_pk": "INTEGER PRIMARY KEY",  # an alias of the rowid
     },
     "postgresql": {
         "u128": "NUMERIC(39, 0)",
         "seq_pk": "BIGINT PRIMARY KEY",
-        "without_rowid": "",
     },
 }
 
-#: (version, description, statements). Statements use {u128}, {seq_pk} and
-#: {without_rowid}, filled in per dialect. Append new steps; never edit old ones.
+#: (version, description, statements). Statements use {u128}, {seq_pk}, filled
+#: in per dialect. Append new steps; never edit old ones once released.
 MIGRATIONS: list[tuple[int, str, list[str]]] = [
     (
         1,
-        "ledger accounts, transfers and expiries",
+        "ledger accounts, transfers, expiries; balances view",
         [
+            # Everything is append-only and keyed by a sequence number, so a
+            # commit writes a few pages at the end of each table. Balances are
+            # not stored: they are the sum of the transfers (ledger_balances).
+            # No secondary indexes: the hot state is in memory, and an index
+            # on random 128-bit ids would dirty a page per row.
             """CREATE TABLE ledger_accounts (
-                id {u128} NOT NULL PRIMARY KEY,
-                seq BIGINT NOT NULL UNIQUE,
+                seq {seq_pk},
+                id {u128} NOT NULL UNIQUE,
                 ledger BIGINT NOT NULL,
                 code INTEGER NOT NULL,
                 flags INTEGER NOT NULL,
                 user_data {u128} NOT NULL,
-                debits_pending BIGINT NOT NULL CHECK (debits_pending >= 0),
-                debits_posted BIGINT NOT NULL CHECK (debits_posted >= 0),
-                credits_pending BIGINT NOT NULL CHECK (credits_pending >= 0),
-                credits_posted BIGINT NOT NULL CHECK (credits_posted >= 0),
                 timestamp_ms BIGINT NOT NULL
-            ){without_rowid}""",
+            )""",
             """CREATE TABLE ledger_transfers (
                 seq {seq_pk},
-                id {u128} NOT NULL UNIQUE,
+                id {u128} NOT NULL,
                 debit_account_id {u128} NOT NULL,
                 credit_account_id {u128} NOT NULL,
                 amount BIGINT NOT NULL CHECK (amount >= 0),
@@ -83,6 +86,35 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                 pending_id {u128} NOT NULL PRIMARY KEY,
                 timestamp_ms BIGINT NOT NULL
             )""",
+            # For people and reports, not for the ledger: balances as the sum of
+            # the transfers. A pending transfer counts while nothing resolved it.
+            """CREATE VIEW ledger_balances AS
+            WITH standing AS (
+                SELECT t.* FROM ledger_transfers t
+                WHERE (t.flags & 2) = 0
+                   OR (NOT EXISTS (SELECT 1 FROM ledger_transfers r WHERE r.pending_id = t.id)
+                       AND NOT EXISTS (SELECT 1 FROM ledger_expiries e WHERE e.pending_id = t.id))
+            ),
+            moves AS (
+                SELECT debit_account_id AS account_id,
+                       CASE WHEN (flags & 2) <> 0 THEN amount ELSE 0 END AS dp,
+                       CASE WHEN (flags & 10) = 0 THEN amount ELSE 0 END AS dpo,
+                       0 AS cp, 0 AS cpo
+                FROM standing
+                UNION ALL
+                SELECT credit_account_id,
+                       0, 0,
+                       CASE WHEN (flags & 2) <> 0 THEN amount ELSE 0 END,
+                       CASE WHEN (flags & 10) = 0 THEN amount ELSE 0 END
+                FROM standing
+            )
+            SELECT a.id, a.ledger, a.code, a.flags, a.user_data,
+                   COALESCE(SUM(m.dp), 0) AS debits_pending,
+                   COALESCE(SUM(m.dpo), 0) AS debits_posted,
+                   COALESCE(SUM(m.cp), 0) AS credits_pending,
+                   COALESCE(SUM(m.cpo), 0) AS credits_posted
+            FROM ledger_accounts a LEFT JOIN moves m ON m.account_id = a.id
+            GROUP BY a.id, a.ledger, a.code, a.flags, a.user_data""",
         ],
     ),
 ]
@@ -94,10 +126,7 @@ _VERSION_TABLE = """CREATE TABLE IF NOT EXISTS ledger_schema_version (
     description TEXT NOT NULL
 )"""
 
-_ACCOUNT_COLS = (
-    "seq, id, ledger, code, flags, user_data, debits_pending, debits_posted,"
-    " credits_pending, credits_posted, timestamp_ms"
-)
+_ACCOUNT_COLS = "seq, id, ledger, code, flags, user_data, timestamp_ms"
 _TRANSFER_COLS = (
     "seq, id, debit_account_id, credit_account_id, amount, ledger, code, flags,"
     " pending_id, user_data, timeout_s, timestamp_ms"
@@ -173,22 +202,10 @@ class SqliteLedgerStore:
             conn.execute("BEGIN")
         if changes.accounts:
             conn.executemany(
-                f"INSERT INTO ledger_accounts ({_ACCOUNT_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                [
-                    (seq, str(aid), ledger, code, flags, str(ud), dp, dpo, cp, cpo, ts)
-                    for seq, aid, ledger, code, flags, ud, dp, dpo, cp, cpo, ts in changes.accounts
-                ],
+                f"INSERT INTO ledger_accounts ({_ACCOUNT_COLS}) VALUES (?,?,?,?,?,?,?)",
+                [(seq, str(aid), ledger, code, flags, str(ud), ts) for seq, aid, ledger, code, flags, ud, ts in
+                 changes.accounts],
             )
-        if changes.balances:
-            cur = conn.executemany(
-                "UPDATE ledger_accounts SET flags = ?, debits_pending = ?, debits_posted = ?,"
-                " credits_pending = ?, credits_posted = ? WHERE id = ?",
-                [(flags, dp, dpo, cp, cpo, str(aid)) for aid, flags, dp, dpo, cp, cpo in changes.balances],
-            )
-            if cur.rowcount != len(changes.balances):
-                raise RuntimeError(
-                    f"ledger store out of step: updated {cur.rowcount} of {len(changes.balances)} accounts"
-                )
         if changes.transfers:
             seq = changes.first_transfer_seq
             rows = []
@@ -310,28 +327,15 @@ class PostgresLedgerStore:
             raise RuntimeError("write() needs a transaction: use a non-autocommit connection or open one")
         with conn.cursor() as cur:
             if changes.accounts:
-                cols = list(zip(*changes.accounts))
+                cols = [list(c) for c in zip(*changes.accounts)]
                 cols[1] = [str(v) for v in cols[1]]
                 cols[5] = [str(v) for v in cols[5]]
                 cur.execute(
                     f"INSERT INTO ledger_accounts ({_ACCOUNT_COLS}) SELECT * FROM unnest("
                     "%s::bigint[], %s::text[]::numeric[], %s::bigint[], %s::int[], %s::int[],"
-                    " %s::text[]::numeric[], %s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[],"
-                    " %s::bigint[])",
-                    [list(c) for c in cols],
+                    " %s::text[]::numeric[], %s::bigint[])",
+                    cols,
                 )
-            if changes.balances:
-                ids, flags, dp, dpo, cp, cpo = (list(c) for c in zip(*changes.balances))
-                cur.execute(
-                    "UPDATE ledger_accounts AS a SET flags = v.flags, debits_pending = v.dp,"
-                    " debits_posted = v.dpo, credits_pending = v.cp, credits_posted = v.cpo"
-                    " FROM unnest(%s::text[]::numeric[], %s::int[], %s::bigint[], %s::bigint[],"
-                    " %s::bigint[], %s::bigint[]) AS v(id, flags, dp, dpo, cp, cpo)"
-                    " WHERE a.id = v.id",
-                    [[str(i) for i in ids], flags, dp, dpo, cp, cpo],
-                )
-                if cur.rowcount != len(ids):
-                    raise RuntimeError(f"ledger store out of step: updated {cur.rowcount} of {len(ids)} accounts")
             if changes.transfers:
                 ts = changes.transfers
                 n = len(ts)

@@ -221,36 +221,33 @@ EXPIRED = "expired"
 
 @dataclass(slots=True)
 class LedgerChanges:
-    """What the ledger created or changed since the last ``take_changes``.
+    """What the ledger created since the last ``take_changes``, for a store to append.
 
-    A store writes it inside the caller's transaction. Several change sets
-    written in the order they were taken, in one transaction, are also fine:
-    balances are written as absolute values, so the last one wins.
+    Everything in it is new: accounts, transfers and expiry records are
+    immutable once created, and balances are not part of it because the
+    stores do not keep them: they are the sum of the transfers and are
+    rebuilt at load (as TigerBeetle derives them from its transfers). So
+    writing is append-only. Several change sets written in the order they
+    were taken, in one transaction, are fine.
 
-    Rows are plain tuples, in the order of the columns of the tables:
-
-    - ``accounts``: new accounts, ``(seq, id, ledger, code, flags, user_data,
-      debits_pending, debits_posted, credits_pending, credits_posted,
-      timestamp_ms)`` with the balances as they stand at ``take_changes``;
-    - ``balances``: accounts that existed before and changed, ``(id, flags,
-      debits_pending, debits_posted, credits_pending, credits_posted)``;
+    - ``accounts``: new accounts as rows ``(seq, id, ledger, code, flags,
+      user_data, timestamp_ms)``, flags as created;
     - ``transfers``: new transfers in creation order; the first has sequence
       number ``first_transfer_seq`` and the rest follow one by one;
     - ``expiries``: pending transfers that expired, ``(pending_id, timestamp_ms)``.
     """
 
     accounts: list[tuple] = field(default_factory=list)
-    balances: list[tuple] = field(default_factory=list)
     transfers: list[Transfer] = field(default_factory=list)
     first_transfer_seq: int = 0
     expiries: list[tuple[int, int]] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
-        return not (self.accounts or self.balances or self.transfers or self.expiries)
+        return not (self.accounts or self.transfers or self.expiries)
 
     def __bool__(self) -> bool:
         return not self.empty
 
     def __len__(self) -> int:
-        return len(self.accounts) + len(self.balances) + len(self.transfers) + len(self.expiries)
+        return len(self.accounts) + len(self.transfers) + len(self.expiries)
