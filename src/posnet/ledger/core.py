@@ -119,9 +119,9 @@ def _mk_transfer(tid, dr, cr, amount, ledger, code, flags, pending_id, user_data
 class _Acct:
     """An account's hot state. Flags are a plain int here."""
 
-    __slots__ = ("id", "ledger", "code", "flags", "user_data", "dp", "dpo", "cp", "cpo", "ts", "seq", "hist")
+    __slots__ = ("id", "ledger", "code", "flags", "user_data", "dp", "dpo", "cp", "cpo", "ts", "hist")
 
-    def __init__(self, id, ledger, code, flags, user_data, dp, dpo, cp, cpo, ts, seq):
+    def __init__(self, id, ledger, code, flags, user_data, dp, dpo, cp, cpo, ts):
         self.id = id
         self.ledger = ledger
         self.code = code
@@ -132,7 +132,6 @@ class _Acct:
         self.cp = cp
         self.cpo = cpo
         self.ts = ts
-        self.seq = seq
         self.hist = None  # list[Transfer] once the account has a transfer
 
 
@@ -306,7 +305,7 @@ class Ledger:
         if a.code == 0:
             return _AR.CODE_MUST_NOT_BE_ZERO
         seq = self._next_aseq
-        acct = _Acct(aid, a.ledger, a.code, flags, a.user_data, 0, 0, 0, 0, now, seq)
+        acct = _Acct(aid, a.ledger, a.code, flags, a.user_data, 0, 0, 0, 0, now)
         self._next_aseq = seq + 1
         self._accounts[aid] = acct
         self._new_accounts.append((seq, aid, a.ledger, a.code, flags, a.user_data, now))
@@ -979,11 +978,18 @@ class Ledger:
         totals = self._totals
         now = 0
         max_aseq = 0
+        # One int object per distinct small value (codes, ledgers, times): ints
+        # read from a database are new objects each, 28-32 bytes apiece.
+        shared: dict[int, int] = {}
+        share = shared.setdefault
         for seq, aid, ledger, code, flags, ud, ts in account_rows:
             aid = int(aid)
             if aid in accounts:
                 raise AssertionError(f"account {aid} is stored twice")
-            accounts[aid] = _Acct(aid, ledger, code, flags, int(ud), 0, 0, 0, 0, ts, seq)
+            ud = int(ud)
+            accounts[aid] = _Acct(
+                aid, share(ledger, ledger), share(code, code), flags, ud or 0, 0, 0, 0, 0, share(ts, ts)
+            )
             if ledger not in totals:
                 totals[ledger] = [0, 0, 0, 0]
             if seq > max_aseq:
@@ -1018,7 +1024,10 @@ class Ledger:
                 last_ts = ts
             pid = int(pid)
             ud = int(ud)
-            t = mk(tid, dr.id, cr.id, amount, ledger, code, tf[flags], pid, ud, timeout_s, ts)
+            t = mk(
+                tid, dr.id, cr.id, amount, share(ledger, ledger), share(code, code), tf[flags],
+                pid or 0, ud or 0, share(timeout_s, timeout_s), ts,
+            )
             transfers[tid] = t
             h = dr.hist
             if h is None:
@@ -1050,6 +1059,10 @@ class Ledger:
                 p = transfers.get(pid)
                 if p is None or status.get(pid) != PENDING:
                     raise AssertionError(f"transfer {tid} resolves {pid}, which is not a standing pending transfer")
+                # Share the pending transfer's int objects.
+                _s_pending_id(t, p.id)
+                if ud == p.user_data:
+                    _s_user_data(t, p.user_data)
                 dr.dp -= p.amount
                 cr.cp -= p.amount
                 if flags & _T_POST:
