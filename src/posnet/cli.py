@@ -57,7 +57,27 @@ def start_network(net: cfg.Network, config_path: str, quiet: bool = False) -> li
     """Start every party as its own process; return once each listens."""
     from .runtime.pos import wait_for_port
 
-    procs = []
+    procs: list[subprocess.Popen] = []
+    from .runtime import chaos
+
+    if chaos.plan_proxies(net):
+        # A fault proxy on every link: the parties' clients connect through it.
+        log_path = net.data_dir / "chaos" / "chaos.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "posnet", "chaos", "run", "--config", str(config_path)],
+                stdout=open(log_path, "ab"),
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
+        host, port = chaos.control_address(net)
+        if not wait_for_port(host, port):  # it opens once every proxy listens
+            stop_network(procs)
+            raise RuntimeError(f"the chaos proxies did not start; see {log_path}")
+        if not quiet:
+            print(f"  {'chaos':<16} control http://{host}:{port}  pid {procs[-1].pid}  log {log_path}")
     # Issuers first, then the switch, then the acquirer: each finds its upstream ready.
     order = [p for p in net.party_names() if p.startswith("issuer-")] + ["switch", "acquirer"]
     for party in order:
@@ -307,6 +327,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--dir", help="where to put the demo network (default: a new temporary folder)")
     sp.add_argument("--base-port", type=int, default=0)
     sp.set_defaults(fn=cmd_demo)
+
+    from .runtime import chaos
+
+    chaos.register_cli(sub)
     return p
 
 

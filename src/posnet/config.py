@@ -175,6 +175,9 @@ def _check(net: Network) -> None:
                 raise ConfigError(f"{cw}: give 'pin' (or 'pin_offset')")
             if c.get("status", "active") not in ("active", "lost", "stolen", "blocked"):
                 raise ConfigError(f"{cw}: status is one of active, lost, stolen, blocked")
+    from .runtime.chaos import plan_proxies  # here: the chaos module reads this one
+
+    plan_proxies(net)  # a bad [chaos] section is named at load time
 
 
 def yuan_to_fen(value: Any) -> int:

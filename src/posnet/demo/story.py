@@ -28,6 +28,27 @@ def free_ports(n: int) -> list[int]:
     return ports
 
 
+def free_port_block(n: int, attempts: int = 50) -> int:
+    """The first of ``n`` consecutive free loopback ports (for proxies that take base, base+1, …)."""
+    import random
+
+    for _ in range(attempts):
+        base = random.randint(20_000, 60_000)
+        socks = []
+        try:
+            for port in range(base, base + n):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError(f"no {n} consecutive free ports found")
+
+
 def write_config(directory: Path, base_port: int = 0) -> Path:
     text = demo_config_text()
     ports = [base_port + i for i in range(4)] if base_port else free_ports(4)

@@ -14,6 +14,7 @@ from ..acquirer.core import Acquirer
 from ..issuer.core import Issuer
 from ..security import SecurityModule
 from ..switch.core import Switch
+from . import chaos
 from .node import LinkSpec, PartyNode, now_ms
 from .store import PartyStore
 
@@ -63,15 +64,13 @@ def open_party(net: cfg.Network, party: str) -> tuple[PartyNode, list[Any]]:
     if party == "acquirer":
         store = PartyStore(location, schema=schema)
         core: Any = Acquirer(cfg.acquirer_config(net, hsm), hsm)
-        sw = net.endpoint("switch")
-        links.append(LinkSpec("switch", sw.host, sw.port))
+        links.append(LinkSpec("switch", *chaos.upstream_endpoint(net, "acquirer", "switch")))
         restore = core.restore(store.load(), now_ms())
     elif party == "switch":
         store = PartyStore(location, schema=schema)
         core = Switch(cfg.switch_config(net, hsm), hsm)
         for i in net.issuers:
-            iep = net.endpoint(f"issuer-{i['name']}")
-            links.append(LinkSpec(f"issuer:{i['name']}", iep.host, iep.port))
+            links.append(LinkSpec(f"issuer:{i['name']}", *chaos.upstream_endpoint(net, "switch", f"issuer-{i['name']}")))
         restore = core.restore(store.load(), now_ms())
     elif party.startswith("issuer-"):
         store = PartyStore(location, with_ledger=True, schema=schema)

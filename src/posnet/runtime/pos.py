@@ -27,6 +27,7 @@ from ..effects import (
 )
 from ..terminal.core import RESPONSE_TIMER, Terminal
 from ..wire import FrameReader, WireError, frame
+from . import chaos
 from .node import now_ms
 from .parties import party_dir, security_module
 from .store import PartyStore
@@ -43,7 +44,7 @@ class TerminalDriver:
         self.store = PartyStore(directory / "terminal.sqlite")
         self.core = Terminal(tcfg, self.hsm, self.hsm.import_clear_key(clear_tmk))
         self.core.restore(self.store.load(), now_ms())
-        self.endpoint = net.endpoint("acquirer")
+        self.endpoint = cfg.Endpoint(*chaos.upstream_endpoint(net, "terminal", "acquirer"))
         self.on_display = on_display
 
     def close(self) -> None:
