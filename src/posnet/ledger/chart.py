@@ -26,6 +26,7 @@ ACQUIRER_FUNDING = 2501  # the acquirer's own funds
 
 # Switch / scheme (3xxx)
 SWITCH_MEMBER_POSITION = 3101  # one per member bank: its net position in the current cycle
+SWITCH_SETTLEMENT = 3201  # the settlement bank account members pay into and are paid from
 SWITCH_FEE_INCOME = 3301  # scheme fees earned
 
 # --------------------------------------------------------------- transfer codes
@@ -51,6 +52,7 @@ ACCOUNT_CODE_NAMES = {
     ACQUIRER_SUSPENSE: "acquirer suspense",
     ACQUIRER_FUNDING: "acquirer funding",
     SWITCH_MEMBER_POSITION: "switch member position",
+    SWITCH_SETTLEMENT: "switch settlement",
     SWITCH_FEE_INCOME: "switch fee income",
 }
 

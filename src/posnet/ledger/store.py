@@ -368,23 +368,31 @@ class PostgresLedgerStore:
                 )
 
     def load(self, verify: bool = True) -> Ledger:
-        """Rebuild the ledger from the tables; with ``verify``, run ``check_invariants`` on it."""
+        """Rebuild the ledger from the tables; with ``verify``, run ``check_invariants`` on it.
+
+        Rows stream through server-side cursors, 20,000 at a time, so the
+        rows never sit in memory all at once beside the ledger built from them.
+        """
         if PostgresLedgerStore._loader is None:
             PostgresLedgerStore._loader = _pg_int_loader()
-        from psycopg.pq import TransactionStatus
-
+        conn = self.conn
         ledger = Ledger()
-        # Leave the connection as we found it: no transaction left open by our reads.
-        was_idle = self.conn.info.transaction_status == TransactionStatus.IDLE
-        with self.conn.cursor() as cur:
-            cur.adapters.register_loader("numeric", PostgresLedgerStore._loader)
-            accounts = cur.execute(f"SELECT {_ACCOUNT_COLS} FROM ledger_accounts ORDER BY seq").fetchall()
-            transfers = cur.execute(f"SELECT {_TRANSFER_COLS} FROM ledger_transfers ORDER BY seq").fetchall()
-            expiries = cur.execute("SELECT pending_id, timestamp_ms FROM ledger_expiries").fetchall()
-        if was_idle and not self.conn.autocommit:
-            self.conn.rollback()
-        ledger._restore(accounts, transfers, expiries)
-        del accounts, transfers, expiries
+
+        def rows(name: str, sql: str):
+            with conn.cursor(name=name) as cur:
+                cur.adapters.register_loader("numeric", PostgresLedgerStore._loader)
+                cur.itersize = 20_000
+                cur.execute(sql)
+                yield from cur
+
+        # A transaction of its own (or a savepoint in the caller's): committed, so
+        # the connection is left as it was found.
+        with conn.transaction():
+            ledger._restore(
+                rows("ledger_load_accounts", f"SELECT {_ACCOUNT_COLS} FROM ledger_accounts ORDER BY seq"),
+                rows("ledger_load_transfers", f"SELECT {_TRANSFER_COLS} FROM ledger_transfers ORDER BY seq"),
+                rows("ledger_load_expiries", "SELECT pending_id, timestamp_ms FROM ledger_expiries"),
+            )
         if verify:
             ledger.check_invariants()
         return ledger
