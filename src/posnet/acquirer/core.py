@@ -33,7 +33,7 @@ from ..links import LinkLimits, LinkWatch
 from ..security import PinBlockFormatError, SecurityModule
 from ..wire import RC, Kind, Message, NetworkCode, WireError, response_mti
 from ..wire.codec import decode_host, decode_terminal, encode_host, encode_terminal, reply_tpdu
-from ..wire.codes import terminal_kind
+from ..wire.codes import is_request, terminal_kind
 from ..wire.fields import F60, OriginalData, WorkingKeys, parse_f60, parse_f61, track2_for_host
 
 SWITCH = "switch"
@@ -160,11 +160,19 @@ class Acquirer:
             req = decode_terminal(frame)
         except WireError as e:
             return self._format_error(source, frame, e)
+        if not is_request(req.mti):  # nothing to answer: a terminal that sends this is closed on
+            return [Trace("", "not a request from a terminal", {"mti": req.mti, "source": source}), Close(source)]
+        try:
+            return self._terminal_request(source, req, now_ms)
+        except WireError as e:  # a field that decoded but does not parse (F60, F61, …)
+            return [Trace("", "format error", {"error": str(e)}), self._answer(source, req, RC.FORMAT_ERROR, mac=False)]
+
+    def _terminal_request(self, source: str, req: Message, now_ms: int) -> list[Effect]:
         f60 = parse_f60(req.get(60)) if req.has(60) and len(req.get(60) or "") >= 11 else F60("", "", "")
         kind = terminal_kind(req.mti, req.get(3), f60.tx_type, f60.network_code)
-        if kind is None:
+        if kind is None or kind not in REQUIRED:
             return [self._answer(source, req, RC.FUNCTION_NOT_SUPPORTED, mac=False)]
-        missing = [f for f in REQUIRED.get(kind, ()) if not req.has(f)]
+        missing = [f for f in REQUIRED[kind] if not req.has(f)]
         if kind in CARD_KINDS and not (req.has(2) or req.has(35)):
             missing.append("2/35")
         if missing:
@@ -185,7 +193,7 @@ class Acquirer:
         state = self._terminal_state(tid)
         if not state["signed_on"]:
             return [self._answer(source, req, RC.SIGN_ON_AGAIN, mac=False)]
-        if req.has(64) and not self.hsm.verify_cup_mac(state["mak"], req.mac_input(), bytes.fromhex(req["64"])):
+        if req.has(64) and not self.hsm.verify_cup_mac(state["mak"], req.mac_input(), req.mac_value()):
             return [Trace("", "bad MAC from terminal", {"tid": tid}), self._answer(source, req, RC.MAC_ERROR, mac=False)]
         if kind is Kind.SIGN_OFF:
             state.update(signed_on=False, pik=None, mak=None)
@@ -199,7 +207,7 @@ class Acquirer:
     def _format_error(self, source: str, frame: bytes, e: WireError) -> list[Effect]:
         mti = e.partial.get("t")
         trace = Trace("", "unreadable frame", {"error": str(e), "bytes": len(frame)})
-        if not mti or mti[2] not in "0246" or mti[3] != "0":
+        if not mti or not is_request(mti):
             return [trace, Close(source)]  # nothing to frame a reply with
         fields = {k: v for k, v in e.partial.items() if k in ("3", "4", "11", "41", "42")}
         tpdu = frame[:5].hex().upper()
@@ -451,7 +459,7 @@ class Acquirer:
             reply = decode_host(frame)
         except WireError as e:
             return [Trace("", "unreadable frame from switch", {"error": str(e)})]
-        if not self.hsm.verify_retail_mac(self.config.zak, reply.mac_input(), bytes.fromhex(reply.get(reply.mac_field) or "00" * 8)):
+        if not self.hsm.verify_retail_mac(self.config.zak, reply.mac_input(), reply.mac_value()):
             return [Trace(reply.get(37) or "", "bad MAC from switch: dropped", {"mti": reply.mti})]
         if reply.mti in ("0810", "0830"):
             return heard

@@ -22,7 +22,7 @@ from ..ledger import chart
 from ..security import PinBlockFormatError, SecurityModule
 from ..wire import RC, Kind, Message, WireError, response_mti
 from ..wire.codec import decode_host, encode_host
-from ..wire.codes import host_kind
+from ..wire.codes import host_kind, is_request
 from ..wire.fields import build_balance, parse_f90, parse_track2
 
 SWITCH = "switch"
@@ -159,7 +159,9 @@ class Issuer:
             req = decode_host(frame)
         except WireError as e:
             return [Trace("", "unreadable frame from switch", {"error": str(e)})]
-        if not self.hsm.verify_retail_mac(self.config.zak, req.mac_input(), bytes.fromhex(req.get(req.mac_field) or "00" * 8)):
+        if not is_request(req.mti):
+            return [Trace("", "not a request from the switch: dropped", {"mti": req.mti})]
+        if not self.hsm.verify_retail_mac(self.config.zak, req.mac_input(), req.mac_value()):
             return [Trace(req.get(37) or "", "bad MAC from switch", {}), self._reply(source, req, RC.MAC_ERROR)]
         kind = host_kind(req.mti, req.get(3))
         key = f"{(req.get(32) or '').lstrip('0')}:{req.get(7)}:{req.get(11)}"

@@ -21,7 +21,7 @@ from .. import timefmt
 from ..security import PinBlockFormatError, SecurityModule
 from ..wire import RC, Message, WireError, response_mti
 from ..wire.codec import decode_host, encode_host
-from ..wire.codes import host_kind, Kind
+from ..wire.codes import Kind, host_kind, is_request
 from ..wire.fields import OriginalData, parse_track2
 
 ISSUER_LINK_PREFIX = "issuer:"
@@ -148,11 +148,19 @@ class Switch:
             msg = decode_host(frame)
         except WireError as e:
             return [Trace("", "unreadable frame from acquirer", {"error": str(e), "source": source})]
+        if not is_request(msg.mti):
+            return [Trace("", "not a request from an acquirer: dropped", {"mti": msg.mti})]
         keys = self.config.acquirers.get(msg.get(32) or "")
         if keys is None:
             return [Trace("", "unknown acquiring institution: dropped", {"f32": msg.get(32)})]
-        if not self.hsm.verify_retail_mac(keys.zak, msg.mac_input(), bytes.fromhex(msg.get(msg.mac_field) or "00" * 8)):
+        if not self.hsm.verify_retail_mac(keys.zak, msg.mac_input(), msg.mac_value()):
             return [Trace(msg.get(37) or "", "bad MAC from acquirer", {}), self._reply_to_acquirer(source, msg, RC.MAC_ERROR)]
+        try:
+            return self._acquirer_request(source, msg, keys, now_ms)
+        except WireError as e:
+            return [Trace("", "format error", {"error": str(e)}), self._reply_to_acquirer(source, msg, RC.FORMAT_ERROR)]
+
+    def _acquirer_request(self, source: str, msg: Message, keys: ZoneKeys, now_ms: int) -> list[Effect]:
         kind = host_kind(msg.mti, msg.get(3))
         lifecycle = (msg.get(37) or "").strip()
         if kind is Kind.ECHO:
@@ -206,7 +214,7 @@ class Switch:
         except WireError as e:
             return heard + [Trace("", "unreadable frame from issuer", {"error": str(e), "issuer": issuer})]
         zak = self.config.issuers[issuer].keys.zak
-        if not self.hsm.verify_retail_mac(zak, reply.mac_input(), bytes.fromhex(reply.get(reply.mac_field) or "00" * 8)):
+        if not self.hsm.verify_retail_mac(zak, reply.mac_input(), reply.mac_value()):
             return heard + [Trace(reply.get(37) or "", "bad MAC from issuer: dropped", {"issuer": issuer})]
         if reply.mti in ("0810", "0830"):
             return heard

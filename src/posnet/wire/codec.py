@@ -65,20 +65,30 @@ class Message:
     def mac_field(self) -> str:
         return "128" if any(int(k) > 64 for k in self.fields) else "64"
 
+    def mac_value(self) -> bytes:
+        """The MAC the message carries (F64, or F128 with a secondary bitmap); empty when none."""
+        value = self.fields.get(self.mac_field, "")
+        try:
+            return bytes.fromhex(value)
+        except ValueError:
+            return b""
+
     def mac_input(self) -> bytes:
         """The bytes a MAC covers: the body from the MTI up to the MAC field."""
         return self.raw[:-MAC_LEN]
 
 
+def _valid(kind: str, value: str) -> bool:
+    if kind in ("n", "nl"):
+        return value.isdigit()
+    if kind == "z":
+        return bool(value) and all(c in "0123456789=D" for c in value)
+    return True
+
+
 def _validate(fields: dict[str, str], rows, positions: dict[str, int], base: int) -> None:
     for key, value in fields.items():
-        kind = rows[int(key)][0]
-        ok = True
-        if kind == "n":
-            ok = value.isdigit() if value else True
-        elif kind == "z":
-            ok = all(c in "0123456789=D" for c in value)
-        if not ok:
+        if not _valid(rows[int(key)][0], value):
             pos = positions.get(key)
             raise WireError(
                 f"field {key}: not numeric ({_shown(key, value)!r})"
@@ -88,6 +98,18 @@ def _validate(fields: dict[str, str], rows, positions: dict[str, int], base: int
             )
 
 
+def _salvage(mti: str | None, fields: dict[str, str], rows, failed: str | None) -> dict[str, str]:
+    """What of a broken message can be trusted to frame a reply: a numeric MTI and the
+    fields that decoded and validate on their own, never the field that failed."""
+    out: dict[str, str] = {}
+    if mti and len(mti) == 4 and mti.isdigit():
+        out["t"] = mti
+    for key, value in fields.items():
+        if key.isdigit() and key not in ("1", failed) and int(key) in rows and _valid(rows[int(key)][0], value):
+            out[key] = value
+    return out
+
+
 def _shown(key: str, value: str) -> str:
     # Never echo card or PIN data into an error message.
     if key in ("2", "35", "36", "52", "55", "62"):
@@ -95,15 +117,38 @@ def _shown(key: str, value: str) -> str:
     return value
 
 
+def _unknown_fields(body: bytes, spec, rows, base: int) -> None:
+    """A bit set for a field the spec does not carry: named with the bitmap's position."""
+    mti_len = spec["t"]["max_len"]
+    bitmap = body[mti_len : mti_len + 8]
+    if len(bitmap) < 8:
+        return  # pyiso8583 names the short bitmap
+    if bitmap[0] & 0x80:
+        bitmap += body[mti_len + 8 : mti_len + 16]
+    for i, byte in enumerate(bitmap):
+        for bit in range(8):
+            number = i * 8 + bit + 1
+            if byte & (0x80 >> bit) and number != 1 and number not in rows:
+                mti = body[:mti_len].hex() if spec["t"]["data_enc"] == "b" else body[:mti_len].decode("ascii", "replace")
+                raise WireError(
+                    f"field {number}: not in this spec (bitmap at position {base + mti_len})",
+                    str(number),
+                    base + mti_len,
+                    _salvage(mti, {}, rows, None),
+                )
+
+
 def _decode(body: bytes, spec, rows, base: int) -> Message:
+    _unknown_fields(body, spec, rows, base)
     try:
         doc, enc = iso8583.decode(body, spec)
     except DecodeError as e:
         raise WireError(
-            f"field {_name(e.field)}: {e.msg} at position {base + e.pos}", e.field, base + e.pos, dict(e.doc_dec)
+            f"field {_name(e.field)}: {e.msg} at position {base + e.pos}",
+            e.field,
+            base + e.pos,
+            _salvage(e.doc_dec.get("t"), dict(e.doc_dec), rows, e.field),
         ) from None
-    except KeyError as e:  # a bit set for a field the spec does not carry
-        raise WireError(f"field {e.args[0]}: not in this spec", str(e.args[0])) from None
     mti = doc.pop("t")
     doc.pop("p", None)
     doc.pop("1", None)
@@ -118,11 +163,19 @@ def _decode(body: bytes, spec, rows, base: int) -> Message:
             offset += len(enc[key]["len"]) + len(enc[key]["data"])
     for key in sorted((k for k in enc if k.isdigit() and k != "1"), key=int):
         positions[key] = offset
-        offset += len(enc[key]["len"]) + len(enc[key]["data"])
+        prefix = enc[key]["len"]
+        if spec[key]["len_enc"] == "ascii" and prefix and not prefix.isdigit():
+            raise WireError(
+                f"field {key}: length prefix {prefix!r} is not digits at position {base + offset}",
+                key,
+                base + offset,
+                _salvage(mti, doc, rows, key),
+            )
+        offset += len(prefix) + len(enc[key]["data"])
     try:
         _validate(doc, rows, positions, base)
     except WireError as e:
-        e.partial = {"t": mti, **{k: v for k, v in doc.items() if k != e.field}}
+        e.partial = _salvage(mti, doc, rows, e.field)
         raise
     return Message(mti=mti, fields=doc, raw=bytes(body))
 
@@ -131,7 +184,12 @@ def _name(field_key: str) -> str:
     return {"t": "MTI", "p": "bitmap", "1": "secondary bitmap"}.get(field_key, field_key)
 
 
-def _encode(msg: Message, spec, mac: MacFunction | None) -> bytes:
+def _encode(msg: Message, spec, rows, mac: MacFunction | None) -> bytes:
+    if not (len(msg.mti) == 4 and msg.mti.isdigit()):
+        raise WireError(f"field MTI: {msg.mti!r} is not four digits", "t")
+    for key, value in msg.fields.items():
+        if key.isdigit() and int(key) in rows and not _valid(rows[int(key)][0], value):
+            raise WireError(f"field {key}: not numeric ({_shown(key, value)!r})", key)
     doc = {"t": msg.mti, **msg.fields}
     mac_key = None
     if mac is not None:
@@ -141,7 +199,7 @@ def _encode(msg: Message, spec, mac: MacFunction | None) -> bytes:
         body, _ = iso8583.encode(doc, spec)
     except EncodeError as e:
         raise WireError(f"field {_name(e.field)}: {e.msg}", e.field) from None
-    except KeyError as e:
+    except KeyError as e:  # a field the spec does not carry
         raise WireError(f"field {e.args[0]}: not in this spec", str(e.args[0])) from None
     body = bytes(body)
     if mac is not None:
@@ -170,7 +228,7 @@ def decode_terminal(frame: bytes) -> Message:
 
 def encode_terminal(msg: Message, mac: MacFunction | None = None) -> bytes:
     """Encode a terminal-leg frame (without its length); ``mac`` fills F64."""
-    body = _encode(msg, TERMINAL_SPEC, mac)
+    body = _encode(msg, TERMINAL_SPEC, TERMINAL_FIELDS, mac)
     head = bytes.fromhex(msg.tpdu or "6000000000") + bytes.fromhex(msg.header or "602200000000")
     if len(head) != TPDU_LEN + HEADER_LEN:
         raise WireError("TPDU must be 5 bytes and header 6 bytes")
@@ -192,7 +250,7 @@ def decode_host(frame: bytes) -> Message:
 
 
 def encode_host(msg: Message, mac: MacFunction | None = None) -> bytes:
-    return _encode(msg, HOST_SPEC, mac)
+    return _encode(msg, HOST_SPEC, HOST_FIELDS, mac)
 
 
 # -- framing --------------------------------------------------------------------

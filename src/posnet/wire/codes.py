@@ -187,6 +187,13 @@ def host_kind(mti: str, f3: str | None) -> Kind | None:
     return _HOST_KINDS.get((mti, f3 or ""))
 
 
+def is_request(mti: str) -> bool:
+    """A request, advice or notification, or its repeat (xx00, xx20, xx40, xx01 …): one a reply can be framed for."""
+    return len(mti) == 4 and mti.isdigit() and mti[2] in "024" and mti[3] in "01"
+
+
 def response_mti(mti: str) -> str:
     """The reply's MTI: the request's + 10 (0200 -> 0210, 0401 -> 0410)."""
+    if not is_request(mti):
+        raise ValueError(f"MTI {mti!r} is not a request: no reply MTI")
     return mti[:2] + str(int(mti[2]) + 1) + "0"

@@ -127,7 +127,10 @@ class WorkingKeys:
 
 
 def parse_f62(value: str | None) -> WorkingKeys:
-    raw = bytes.fromhex(value or "")
+    try:
+        raw = bytes.fromhex(value or "")
+    except ValueError:
+        raise WireError("field 62: not hexadecimal key material", "62") from None
     step = KEY_BYTES + KCV_BYTES
     if len(raw) not in (2 * step, 3 * step):
         raise WireError(f"field 62: {len(raw)} bytes, expecting {2 * step} or {3 * step}", "62")

@@ -2,7 +2,7 @@
 
 Each row is ``field: (kind, length, max_len, description)``:
 
-- kind ``n`` numeric, ``z`` track data (digits and the separator ``D``),
+- kind ``n`` numeric, ``nl`` numeric right-aligned (left-padded when odd), ``z`` track data (digits and the separator ``D``),
   ``an``/``ans`` text, ``gbk`` text in GBK (Chinese names), ``b`` binary;
 - length ``fixed``, ``LL`` or ``LLL``;
 - max_len counts digits for ``n``/``z`` and bytes for the rest.
@@ -35,7 +35,7 @@ TERMINAL_FIELDS: dict[int, FieldRow] = {
     14: ("n", "fixed", 4, "Expiry YYMM"),
     15: ("n", "fixed", 4, "Settlement date MMDD"),
     22: ("n", "fixed", 3, "POS entry mode"),
-    23: ("n", "fixed", 3, "Card sequence number"),
+    23: ("nl", "fixed", 3, "Card sequence number (right-aligned: 001 is 00 01)"),
     25: ("n", "fixed", 2, "POS condition code"),
     26: ("n", "fixed", 2, "PIN capture code"),
     32: ("n", "LL", 11, "Acquiring institution"),
@@ -121,7 +121,9 @@ def _pyiso_spec(rows: dict[int, FieldRow], *, bcd: bool) -> dict[str, dict[str, 
             field["len_type"] = _PREFIX_DIGITS_ASCII[length]
         if kind in ("n", "z") and bcd:
             field.update(data_enc="b", len_count="nibbles", right_pad="0")
-        elif kind in ("n", "z", "an", "ans"):
+        elif kind == "nl" and bcd:
+            field.update(data_enc="b", len_count="nibbles", left_pad="0")
+        elif kind in ("n", "nl", "z", "an", "ans"):
             field["data_enc"] = "ascii"
         elif kind == "gbk":
             field["data_enc"] = "gbk"
