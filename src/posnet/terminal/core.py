@@ -336,7 +336,7 @@ class Terminal:
             return [Trace(self._lifecycle(reply), "reply does not match the request: ignored", self._summary(reply))]
         rc = reply.get(39) or ""
         if rc == RC.APPROVED and ex.request.mti not in ("0800", "0820"):
-            if not reply.has(64) or not self.hsm.verify_cup_mac(self.keys["mak"], reply.mac_input(), bytes.fromhex(reply[64])):
+            if not reply.has(64) or not self.hsm.verify_cup_mac(self.keys["mak"], reply.mac_input(), reply.mac_value()):
                 return self._failed(ex, RC.MAC_ERROR, response_text(RC.MAC_ERROR), now_ms, sign_on_again=True)
         self._exchange = None
         effects: list[Effect] = [CancelTimer(RESPONSE_TIMER), Trace(self._lifecycle(reply), "reply", self._summary(reply))]
