@@ -1,18 +1,24 @@
 """An in-process world: the party cores wired together, no sockets, a clock the caller moves.
 
-The seed of the deterministic simulator: every message is delivered in
-order through in-memory links, timers fire when the clock passes them, and
-records are kept in memory per party. It runs the very same cores as the
-TCP runtime.
+Every input — a frame arriving, a timer, a command — is an event on one
+queue ordered by time. Frames travel through in-memory links; a link can lose,
+delay, duplicate, reorder or corrupt them (``link_fault``). Records are kept in
+memory per party as they would be committed, so a party can crash — losing
+its memory, its timers and what was on its links — and start again from its
+store. It runs the very same cores as the TCP runtime.
+
+With no faults and no latency every frame is delivered at once, in order:
+``command`` returns once the network is quiet.
 """
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import json
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from ..effects import (
     RECORD_TYPES,
@@ -23,23 +29,32 @@ from ..effects import (
     Display,
     Done,
     LedgerWrite,
+    LinkDown,
     LinkUp,
     Print,
     Put,
     Received,
     Send,
     SetTimer,
-    TimerFired,
     TerminalOutput,
+    TimerFired,
     Trace,
 )
+
+# A link fault decides what becomes of one frame: a list of (delay_ms, frame) deliveries.
+# [] loses it; two entries duplicate it; a delay makes it late (and lets later frames overtake it).
+LinkFault = Callable[[str, str, bytes], list[tuple[int, bytes]]]
 
 
 @dataclass
 class PartyState:
     core: Any
+    factory: Callable[[], Any] | None = None  # builds a fresh core after a crash
     tables: dict[str, dict[str, str]] = field(default_factory=dict)  # committed records, as JSON
+    ledger_changes: list[Any] = field(default_factory=list)  # committed ledger change sets, in order
     ledger_writes: int = 0
+    up: bool = True
+    crashes: int = 0
 
 
 class World:
@@ -48,18 +63,25 @@ class World:
         self.parties: dict[str, PartyState] = {}
         self._routes: dict[tuple[str, str], tuple[str, str]] = {}
         self._queue: deque[tuple[str, Any]] = deque()
-        self._timers: list[tuple[int, int, str, str]] = []
+        # (at_ms, seq, party, event, epoch): timers and late deliveries, in time order; an event
+        # for a party that crashed since it was scheduled (another epoch) is lost with the process.
+        self._events: list[tuple[int, int, str, Any, int]] = []
         self._timer_live: dict[tuple[str, str], int] = {}
         self._seq = 0
         self.outputs: dict[str, TerminalOutput] = {}
         self.traces: list[tuple[str, Trace]] = []
+        self.keep_traces = True
         self.cut: set[tuple[str, str]] = set()  # (party, link) pairs whose frames are lost
         self.hold: set[tuple[str, str]] = set()  # (party, link) pairs whose frames wait for release_held()
         self._held: list[tuple[str, Received]] = []
+        self.link_fault: LinkFault | None = None
+        self.on_done: Callable[[str, Done, TerminalOutput], None] | None = None
+        self.trace_hash = hashlib.sha256()
+        self.events_handled = 0
 
-    def add(self, name: str, core: Any, restore: bool = True) -> None:
-        self.parties[name] = PartyState(core)
-        if restore and hasattr(core, "restore"):
+    def add(self, name: str, core: Any, restore: bool = True, factory: Callable[[], Any] | None = None) -> None:
+        self.parties[name] = PartyState(core, factory)
+        if restore:
             self._apply(name, core.restore({}, self.now_ms))
 
     def connect(self, a: str, a_link: str, b: str, b_source: str) -> None:
@@ -81,14 +103,68 @@ class World:
         self.run()
         return out
 
-    def run(self, max_steps: int = 100_000) -> None:
+    def submit(self, party: str, event: Any) -> None:
+        """Queue an input for a party without running the world."""
+        if isinstance(event, Command):
+            self.outputs[party] = TerminalOutput()
+        self._queue.append((party, event))
+
+    def run(self, max_steps: int = 1_000_000) -> None:
+        """Handle everything due now."""
         steps = 0
         while self._queue:
             steps += 1
             assert steps < max_steps, "the world does not settle"
             party, event = self._queue.popleft()
-            effects = self.parties[party].core.handle(event, self.now_ms)
-            self._apply(party, effects)
+            self._handle(party, event)
+
+    def _handle(self, party: str, event: Any) -> None:
+        state = self.parties[party]
+        if not state.up:
+            return  # a crashed party hears nothing
+        self.events_handled += 1
+        self._hash(party, event)
+        effects = state.core.handle(event, self.now_ms)
+        self._apply(party, effects)
+
+    def _hash(self, party: str, event: Any) -> None:
+        if isinstance(event, Received):
+            detail = event.frame
+        elif isinstance(event, TimerFired):
+            detail = event.key.encode()
+        elif isinstance(event, Command):
+            detail = repr(sorted(event.args.items())).encode() + event.name.encode()
+        else:
+            detail = repr(event).encode()
+        self.trace_hash.update(f"{self.now_ms}|{party}|{type(event).__name__}|".encode() + detail)
+
+    def next_event_ms(self) -> int | None:
+        while self._events:
+            at, seq, party, event, epoch = self._events[0]
+            stale = epoch != self.parties[party].crashes
+            if stale or (isinstance(event, TimerFired) and self._timer_live.get((party, event.key)) != seq):
+                heapq.heappop(self._events)  # cancelled, re-armed, or lost in a crash
+                continue
+            return at
+        return None
+
+    def advance(self, ms: int) -> None:
+        """Move the clock, handling every timer and late frame that falls due, in order."""
+        self.advance_to(self.now_ms + ms)
+
+    def advance_to(self, target_ms: int) -> None:
+        self.run()
+        while True:
+            at = self.next_event_ms()
+            if at is None or at > target_ms:
+                break
+            _, seq, party, event, _ = heapq.heappop(self._events)
+            if isinstance(event, TimerFired):
+                del self._timer_live[(party, event.key)]
+            self.now_ms = max(self.now_ms, at)
+            self._handle(party, event)
+            self.run()
+        self.now_ms = max(self.now_ms, target_ms)
 
     def release_held(self) -> None:
         """Deliver the frames ``hold`` kept back: late, but in order."""
@@ -96,18 +172,45 @@ class World:
         self._queue.extend(held)
         self.run()
 
-    def advance(self, ms: int) -> None:
-        """Move the clock, firing every timer that falls due, in order."""
-        target = self.now_ms + ms
-        while self._timers and self._timers[0][0] <= target:
-            at, seq, party, key = heapq.heappop(self._timers)
-            if self._timer_live.get((party, key)) != seq:
-                continue  # cancelled or re-armed
-            del self._timer_live[(party, key)]
-            self.now_ms = max(self.now_ms, at)
-            self._queue.append((party, TimerFired(key)))
-            self.run()
-        self.now_ms = target
+    def _schedule(self, at_ms: int, party: str, event: Any) -> int:
+        self._seq += 1
+        heapq.heappush(self._events, (at_ms, self._seq, party, event, self.parties[party].crashes))
+        return self._seq
+
+    # -- crashes ------------------------------------------------------------
+
+    def crash(self, party: str) -> None:
+        """The process dies: memory, timers and frames in flight to it are gone; its store stays."""
+        state = self.parties[party]
+        if not state.up:
+            return
+        state.up = False
+        state.crashes += 1
+        for key in [k for k in self._timer_live if k[0] == party]:
+            del self._timer_live[key]
+        self._queue = deque((p, e) for p, e in self._queue if p != party)
+        for (a, a_link), (b, _) in self._routes.items():
+            if b == party and self.parties[a].up:
+                self._queue.append((a, LinkDown(a_link)))
+        self.run()
+
+    def restart(self, party: str) -> None:
+        """Start the party again from its store, as the runtime does, and bring its links up."""
+        state = self.parties[party]
+        assert not state.up and state.factory is not None, f"{party} cannot be restarted"
+        core = state.factory()
+        if state.ledger_changes:
+            core.ledger = rebuild_ledger(state.ledger_changes)
+        state.core = core
+        state.up = True
+        self._apply(party, core.restore(self.tables(party), self.now_ms))
+        for (a, a_link), (b, b_source) in self._routes.items():
+            if a == party and self.parties[b].up:
+                self._queue.append((a, LinkUp(a_link)))
+                self._queue.append((b, LinkUp(b_source)))
+        self.run()
+
+    # -- effects ------------------------------------------------------------
 
     def _apply(self, party: str, effects: list[Any]) -> None:
         state = self.parties[party]
@@ -119,22 +222,15 @@ class World:
                 state.tables.get(e.table, {}).pop(e.key, None)
             elif isinstance(e, LedgerWrite):
                 state.ledger_writes += 1
+                state.ledger_changes.append(e.changes)
         for e in effects:
             if isinstance(e, RECORD_TYPES):
                 continue
             if isinstance(e, Send):
-                if (party, e.to) in self.cut:
-                    continue
-                route = self._routes.get((party, e.to))
-                if route is not None:
-                    if (party, e.to) in self.hold:
-                        self._held.append((route[0], Received(route[1], e.frame)))
-                    else:
-                        self._queue.append((route[0], Received(route[1], e.frame)))
+                self._send(party, e)
             elif isinstance(e, SetTimer):
-                self._seq += 1
-                self._timer_live[(party, e.key)] = self._seq
-                heapq.heappush(self._timers, (e.at_ms, self._seq, party, e.key))
+                seq = self._schedule(e.at_ms, party, TimerFired(e.key))
+                self._timer_live[(party, e.key)] = seq
             elif isinstance(e, CancelTimer):
                 self._timer_live.pop((party, e.key), None)
             elif isinstance(e, Display):
@@ -142,9 +238,53 @@ class World:
             elif isinstance(e, Print):
                 self.outputs.setdefault(party, TerminalOutput()).slips.append(e.slip)
             elif isinstance(e, Done):
-                self.outputs.setdefault(party, TerminalOutput()).done = e
+                out = self.outputs.setdefault(party, TerminalOutput())
+                out.done = e
+                if self.on_done is not None:
+                    self.on_done(party, e, out)
             elif isinstance(e, Trace):
-                self.traces.append((party, e))
+                if self.keep_traces:
+                    self.traces.append((party, e))
             elif isinstance(e, Close):
-                pass
+                route = self._routes.get((party, e.to))
+                if route is not None and e.to.startswith(("switch", "issuer:")):
+                    # A host link closed: both ends see it drop, and the client reconnects.
+                    self._queue.append((party, LinkDown(e.to)))
+                    self._queue.append((party, LinkUp(e.to)))
 
+    def _send(self, party: str, e: Send) -> None:
+        if (party, e.to) in self.cut:
+            return
+        route = self._routes.get((party, e.to))
+        if route is None or not self.parties[route[0]].up:
+            return
+        received = Received(route[1], e.frame)
+        if (party, e.to) in self.hold:
+            self._held.append((route[0], received))
+            return
+        if self.link_fault is None:
+            self._queue.append((route[0], received))
+            return
+        for delay_ms, frame in self.link_fault(party, e.to, e.frame):
+            if delay_ms <= 0:
+                self._queue.append((route[0], Received(route[1], frame)))
+            else:
+                self._schedule(self.now_ms + delay_ms, route[0], Received(route[1], frame))
+
+
+def rebuild_ledger(changes: list[Any]):
+    """The ledger a restarted party reads back: its committed change sets, replayed into a store."""
+    import sqlite3
+
+    from ..ledger import SqliteLedgerStore
+
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    store = SqliteLedgerStore(conn)
+    store.migrate()
+    conn.execute("BEGIN")
+    for c in changes:
+        store.write(c)
+    conn.execute("COMMIT")
+    ledger = store.load()
+    conn.close()
+    return ledger

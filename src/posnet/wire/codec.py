@@ -79,10 +79,11 @@ class Message:
 
 
 def _valid(kind: str, value: str) -> bool:
+    # An empty variable field is allowed by the format; fixed lengths are pyiso8583's to check.
     if kind in ("n", "nl"):
-        return value.isdigit()
+        return value == "" or value.isdigit()
     if kind == "z":
-        return bool(value) and all(c in "0123456789=D" for c in value)
+        return all(c in "0123456789=D" for c in value)
     return True
 
 
