@@ -297,7 +297,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--terminal", help="terminal id (default: the first of the config)")
     sp.add_argument("--json", action="store_true", help="print the outcome as JSON")
     fns = sp.add_subparsers(dest="function", required=True)
-    for name, help_ in (("sign-on", "签到: get fresh working keys"), ("sign-off", "签退"), ("echo", "回响测试")):
+    for name, help_ in (
+        ("sign-on", "签到: get fresh working keys"),
+        ("sign-off", "签退"),
+        ("echo", "回响测试"),
+        ("send-reversal", "手工冲正: send the pending reversal now, also one whose attempts ran out"),
+    ):
         fns.add_parser(name, help=help_)
 
     def card_opts(f):

@@ -127,3 +127,19 @@ def test_a_sale_overtaken_by_its_own_reversal_holds_nothing(world, card):
     assert balance(world) == START
     issuer = world.parties["issuer-bank-a"].core
     assert sum(a.debits_pending for a in issuer.ledger.accounts()) == 0
+
+
+def test_a_failed_reversal_is_sent_by_hand_later_and_the_hold_released(world, card):
+    signed_on(world)
+    world.cut.add(("acquirer", f"conn:{POS}"))  # approvals and reversal acknowledgements are lost
+    world.command(POS, "sale", card=card, pin=PIN, amount_fen=500)
+    world.advance(30_000)
+    world.command(POS, "send-reversal")
+    for _ in range(3):
+        world.advance(30_000)
+    terminal = world.parties[POS].core
+    assert terminal.reversal["failed"] and any("冲正不成功,请人工处理" in s.text() for s in world.outputs[POS].slips)
+    world.cut.clear()
+    out = world.command(POS, "send-reversal")
+    assert out.done.ok and terminal.reversal is None
+    assert balance(world) == START

@@ -88,7 +88,7 @@ class TerminalError(Exception):
 
 
 class Terminal:
-    ONLINE = ("sign-on", "sign-off", "echo", "inquiry", "sale", "void", "refund")
+    ONLINE = ("sign-on", "sign-off", "echo", "inquiry", "sale", "void", "refund", "send-reversal")
 
     def __init__(self, config: TerminalConfig, hsm: SecurityModule, tmk: str | None):
         self.config = config
@@ -152,9 +152,18 @@ class Terminal:
         self._auto_reversed = False
         if cmd.name not in ("sign-on", "echo") and not self.signed_on:
             return [Display("请先签到 PLEASE SIGN ON"), Done(False, result={"error": "not signed on"})]
+        if cmd.name == "send-reversal":
+            return self._manual_reversal(now_ms)
         if self.reversal is not None and cmd.name not in ("sign-on", "echo") and not self.reversal.get("failed"):
             return self._send_reversal(now_ms, deferred=cmd)
         return self._start(cmd, now_ms)
+
+    def _manual_reversal(self, now_ms: int) -> list[Effect]:
+        """The operator sends the pending reversal by hand, also one whose attempts ran out (手工冲正)."""
+        if self.reversal is None:
+            return [Display("无冲正记录 NO PENDING REVERSAL"), Done(True, result={"reversal": "none"})]
+        self.reversal.update(attempts=0, failed=False)
+        return self._send_reversal(now_ms, deferred=None)
 
     def _start(self, cmd: Command, now_ms: int) -> list[Effect]:
         builder = getattr(self, "_build_" + cmd.name.replace("-", "_"))
