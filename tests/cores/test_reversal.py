@@ -143,3 +143,14 @@ def test_a_failed_reversal_is_sent_by_hand_later_and_the_hold_released(world, ca
     out = world.command(POS, "send-reversal")
     assert out.done.ok and terminal.reversal is None
     assert balance(world) == START
+
+
+def test_a_refund_whose_answer_is_lost_upstream_is_taken_back(world, card):
+    signed_on(world)
+    sale = world.command(POS, "sale", card=card, pin=PIN, amount_fen=5000)
+    world.cut.add(("issuer-bank-a", "switch"))  # the issuer credits the refund; its answer is lost
+    world.command(POS, "refund", card=card, reference_no=sale.done.result["reference_no"], date_mmdd="1124", amount_fen=2000)
+    assert balance(world) == START - 5000 + 2000
+    world.advance(10_000)
+    assert world.outputs[POS].done.response_code == "98", "no refund slip"
+    assert balance(world) == START - 5000, "the switch's reversal took the credit back"

@@ -346,7 +346,9 @@ class Acquirer:
             "auth_code": "",
             "original_rrn": original["rrn"] if original else "",
             "refunded_fen": 0,
-            "reversible": kind in (Kind.SALE, Kind.VOID),
+            # Upstream, whatever moved money is reversed when its answer is lost — refunds too,
+            # though a terminal never reverses a refund (DOMAIN.md §3).
+            "reversible": kind in (Kind.SALE, Kind.VOID, Kind.REFUND),
         }
         if kind is not Kind.INQUIRY:
             self.txns[rrn] = txn

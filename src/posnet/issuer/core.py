@@ -375,12 +375,35 @@ class Issuer:
             effects.append(Trace(lifecycle, "reversal: hold released", {"amount": original["amount_fen"]}))
         elif original["kind"] == "void" and original.get("status") == "approved":
             effects += self._reinstate(original_key, original, now_ms)
+        elif original["kind"] == "refund" and original.get("status") == "approved":
+            effects += self._take_back_refund(original_key, original, now_ms)
         else:
             effects.append(Trace(lifecycle, "reversal: nothing to release", {"status": original.get("status")}))
         if original is not None and original.get("status") == "declined":
             original["status"] = "declined-reversed"
             effects.append(Put("auths", original_key, original))
         return effects + [self._reply(source, req, RC.APPROVED)]
+
+    def _take_back_refund(self, refund_key: str, refund: dict[str, Any], now_ms: int) -> list[Effect]:
+        """A reversed refund: the credit is taken back (as far as the account allows; the rest is suspense)."""
+        sale_key = refund["touched"]
+        sale = self.auths[sale_key]
+        card = self.config.cards[refund["pan"]]
+        take_back = Transfer(
+            derive_id("refund-reversal", refund_key), card.account_id, SCHEME_SETTLEMENT_ACCOUNT, refund["amount_fen"],
+            chart.CNY, chart.REFUND_CREDIT, TransferFlags.BALANCING_DEBIT, user_data=derive_id("lifecycle", sale_key),
+        )
+        (result,) = self.ledger.create_transfers([take_back], now_ms)
+        refund["status"] = "reversed"
+        sale["refunded_fen"] = sale.get("refunded_fen", 0) - refund["amount_fen"]
+        effects: list[Effect] = [Put("auths", refund_key, refund), Put("auths", sale_key, sale)]
+        taken = self.ledger.transfer(take_back.id)
+        if taken is None or taken.amount < refund["amount_fen"]:
+            short = refund["amount_fen"] - (taken.amount if taken else 0)
+            effects.append(Trace(refund["rrn"], "refund reversed but the cardholder had spent part of it", {"short_fen": short, "result": str(result)}))
+        else:
+            effects.append(Trace(refund["rrn"], "refund reversed: credit taken back", {"amount": refund["amount_fen"]}))
+        return effects
 
     def _reinstate(self, void_key: str, void: dict[str, Any], now_ms: int) -> list[Effect]:
         """A reversed void: the sale stands again, so its hold is placed again."""

@@ -69,7 +69,7 @@ class World:
         self._timer_live: dict[tuple[str, str], int] = {}
         self._seq = 0
         self.outputs: dict[str, TerminalOutput] = {}
-        self.traces: list[tuple[str, Trace]] = []
+        self.traces: list[tuple[int, str, Trace]] = []  # (time, party, trace)
         self.keep_traces = True
         self.cut: set[tuple[str, str]] = set()  # (party, link) pairs whose frames are lost
         self.hold: set[tuple[str, str]] = set()  # (party, link) pairs whose frames wait for release_held()
@@ -244,7 +244,7 @@ class World:
                     self.on_done(party, e, out)
             elif isinstance(e, Trace):
                 if self.keep_traces:
-                    self.traces.append((party, e))
+                    self.traces.append((self.now_ms, party, e))
             elif isinstance(e, Close):
                 route = self._routes.get((party, e.to))
                 if route is not None and e.to.startswith(("switch", "issuer:")):

@@ -249,7 +249,7 @@ class Switch:
             return []
         kind = host_kind(flight.request.mti, flight.request.get(3))
         effects: list[Effect] = [Trace((flight.request.get(37) or "").strip(), "issuer timed out", {"issuer": flight.issuer})]
-        if kind in (Kind.SALE, Kind.VOID):
+        if kind in (Kind.SALE, Kind.VOID, Kind.REFUND):
             rev = self._reversal_for(flight.issuer, flight.request)
             effects += self.saf[flight.issuer].enqueue(key, rev, self._encoder(flight.issuer), now_ms)
         effects.append(self._reply_to_acquirer(flight.source, flight.request, RC.ISSUER_TIMED_OUT))
