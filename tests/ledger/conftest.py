@@ -18,7 +18,8 @@ import pytest
 from posnet.ledger import PostgresLedgerStore, SqliteLedgerStore
 from posnet.ledger.store import open_sqlite
 
-PG_BASE = "postgresql://127.0.0.1:5432/test"
+# POSNET_TEST_PG_URL points the tests at another server (default: the one DESIGN.md names).
+PG_BASE = os.environ.get("POSNET_TEST_PG_URL", "postgresql://127.0.0.1:5432/test")
 
 
 def _pg_admin():
