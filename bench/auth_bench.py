@@ -455,6 +455,16 @@ def known(v: float | None) -> bool:
 
 
 def verdict(r: dict) -> str:
+    noted = verdict_of_processes(r)
+    if r["cpu_others_pct"] >= 25:
+        return (
+            f"disturbed: other load took {r['cpu_others_pct']:.0f}% of a core during the run; "
+            + noted
+        )
+    return noted
+
+
+def verdict_of_processes(r: dict) -> str:
     cores = r["cores"] or 1
     if (r["cpu_client_pct"] or 0) >= 85:
         return (
@@ -634,6 +644,33 @@ def machine_line() -> str:
     )
 
 
+def source_version() -> str:
+    """The commit of the posnet being measured, and whether src/ differs from it."""
+    import posnet
+
+    src = Path(posnet.__file__).resolve().parent
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(src), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(src), "status", "--porcelain", "--", "."],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return f"{src} (not a git checkout)"
+    changed = [line[3:] for line in dirty.splitlines()]
+    shown = ", ".join(changed[:5]) + (" …" if len(changed) > 5 else "")
+    return f"commit {head}" + (
+        f", src/posnet differs from it: {shown}" if changed else ""
+    )
+
+
 # -- main ----------------------------------------------------------------------------
 
 
@@ -681,6 +718,18 @@ def parse_args(argv=None):
         default=0,
         metavar="S",
         help="before each run, wait up to S seconds for the machine to be under 15%% busy (a shared machine)",
+    )
+    p.add_argument(
+        "--max-others",
+        type=float,
+        metavar="PCT",
+        help="on a shared machine: discard and redo a run in which other load exceeded PCT%% of a core",
+    )
+    p.add_argument(
+        "--attempts",
+        type=int,
+        default=3,
+        help="runs at most per row with --max-others (default 3)",
     )
     p.add_argument(
         "--config",
@@ -745,6 +794,61 @@ def run_loop(coro):
 NO_UVLOOP = False
 
 
+def run_own_network(args, n: int, directory: Path) -> dict | None:
+    """One run on a fresh network of parties; None if a party did not come up (its log is kept)."""
+    if directory.exists():
+        shutil.rmtree(directory)
+    net, path = make_network(directory, n)
+    if args.wait_quiet:
+        print(f"  ({wait_quiet(args.wait_quiet)})", flush=True)
+    try:
+        procs = start_network(net, str(path), quiet=True)
+    except RuntimeError as e:
+        print(f"  {n} terminals: not run: {e}", flush=True)
+        for log in sorted((directory / "data").glob("*/party.log")):
+            for line in log.read_text(errors="replace").splitlines()[-5:]:
+                print(f"    {log.parent.name}: {line}")
+        return None
+    try:
+        # start_network starts the issuers, then the switch, then the acquirer
+        order = [p for p in net.party_names() if p.startswith("issuer-")] + [
+            "switch",
+            "acquirer",
+        ]
+        started = dict(zip(order, procs))
+        pids = {p: started[p].pid for p in net.party_names()}
+        print(
+            f"  {n} terminals: "
+            + ", ".join(f"{p} pid {pid}" for p, pid in pids.items()),
+            flush=True,
+        )
+        ids = [bench_terminal_id(i) for i in range(1, n + 1)]
+        profile = (
+            (args.profile, directory / f"profile-{args.profile}.txt")
+            if args.profile
+            else None
+        )
+        cards = cards_for(net, args.cards, None)
+        r = run_loop(
+            bench_run(
+                net, ids, cards, args.seconds, args.warmup, args.amount, pids, profile
+            )
+        )
+        dead = [
+            f"{p} (exit {started[p].returncode})"
+            for p in pids
+            if started[p].poll() is not None
+        ]
+        if dead:
+            print(
+                f"  parties stopped during the run: {', '.join(dead)}; logs in {directory / 'data'}"
+            )
+    finally:
+        stop_network(procs)
+    report_run(r, profile)
+    return r
+
+
 def main(argv=None) -> int:
     global NO_UVLOOP
     args = parse_args(argv)
@@ -758,9 +862,9 @@ def main(argv=None) -> int:
     if args.profile and shutil.which("py-spy") is None:
         raise SystemExit("auth_bench: --profile needs py-spy (pip install py-spy)")
     print(f"machine: {machine_line()}")
-    print(
-        f"command: {' '.join([Path(sys.argv[0]).as_posix(), *(argv if argv is not None else sys.argv[1:])])}"
-    )
+    print(f"posnet: {source_version()}")
+    shown_args = argv if argv is not None else sys.argv[1:]
+    print(f"command: python {' '.join([Path(sys.argv[0]).as_posix(), *shown_args])}")
     results = []
     if args.config:
         net = cfg.load(args.config)
@@ -782,14 +886,12 @@ def main(argv=None) -> int:
             f"network: {net.path} (already running); card {cards[0][0].pan[:6]}…; sale RMB {args.amount / 100:.2f}"
         )
         for n in ns:
-            profile = (
-                (
+            profile = None
+            if args.profile:
+                profile = (
                     args.profile,
                     Path(tempfile.gettempdir()) / f"auth_bench-{args.profile}-{n}.txt",
                 )
-                if args.profile
-                else None
-            )
             if args.wait_quiet:
                 print(f"  ({wait_quiet(args.wait_quiet)})", flush=True)
             r = run_loop(
@@ -815,65 +917,36 @@ def main(argv=None) -> int:
         print(
             f"networks in {root}; sale RMB {args.amount / 100:.2f}; cards: {args.cards}"
         )
+        keep = args.keep or bool(args.dir)
         try:
             for i, n in enumerate(ns, 1):
-                directory = root / f"run{i}-terminals-{n}"
-                if directory.exists():
-                    shutil.rmtree(directory)
-                net, path = make_network(directory, n)
-                if args.wait_quiet:
-                    print(f"  ({wait_quiet(args.wait_quiet)})", flush=True)
-                procs = start_network(net, str(path), quiet=True)
-                try:
-                    pids = dict(
-                        zip(
-                            [p for p in net.party_names() if p.startswith("issuer-")]
-                            + ["switch", "acquirer"],
-                            (p.pid for p in procs),
-                        )
+                for attempt in range(1, args.attempts + 1):
+                    r = run_own_network(
+                        args, n, root / f"run{i}-terminals-{n}-attempt{attempt}"
                     )
-                    pids = {p: pids[p] for p in net.party_names()}
-                    print(
-                        f"  {n} terminals: parties started, "
-                        + ", ".join(f"{p} pid {pid}" for p, pid in pids.items()),
-                        flush=True,
-                    )
-                    ids = [bench_terminal_id(i) for i in range(1, n + 1)]
-                    profile = (
-                        (args.profile, directory / f"profile-{args.profile}.txt")
-                        if args.profile
-                        else None
-                    )
-                    r = run_loop(
-                        bench_run(
-                            net,
-                            ids,
-                            cards_for(net, args.cards, None),
-                            args.seconds,
-                            args.warmup,
-                            args.amount,
-                            pids,
-                            profile,
-                        )
-                    )
-                    dead = [
-                        f"{party} (exit {p.returncode})"
-                        for party, p in zip(pids, procs)
-                        if p.poll() is not None
-                    ]
-                    if dead:
+                    if r is None:
+                        keep = True
+                        break
+                    if (
+                        args.max_others is None
+                        or r["cpu_others_pct"] <= args.max_others
+                    ):
+                        results.append(r)
+                        break
+                    if attempt == args.attempts:
                         print(
-                            f"parties stopped during the run: {', '.join(dead)}; logs in {directory / 'data'}"
+                            f"  kept anyway: other load stayed above {args.max_others:.0f}% in {attempt} attempts"
                         )
-                finally:
-                    stop_network(procs)
-                results.append(r)
-                report_run(r, profile)
+                        results.append(r)
+                    else:
+                        print(
+                            f"  discarded: other load {r['cpu_others_pct']:.0f}% > {args.max_others:.0f}%; again"
+                        )
         finally:
-            if not args.dir and not args.keep:
-                shutil.rmtree(root, ignore_errors=True)
-            elif args.keep or args.dir:
+            if keep:
                 print(f"kept {root}")
+            else:
+                shutil.rmtree(root, ignore_errors=True)
     print()
     print(
         "CPU: time on a CPU / time runnable but waiting for one, in % of the timed window (100% = one core)"
@@ -882,9 +955,12 @@ def main(argv=None) -> int:
     for r in results:
         print(f"N={r['terminals']}: {verdict(r)}")
     if args.json:
-        Path(args.json).write_text(
-            json.dumps({"machine": machine_line(), "results": results}, indent=2)
-        )
+        out = {
+            "machine": machine_line(),
+            "posnet": source_version(),
+            "results": results,
+        }
+        Path(args.json).write_text(json.dumps(out, indent=2))
     return 0
 
 
