@@ -98,6 +98,8 @@ class Acquirer:
         self.counters: dict[str, int] = {"stan": 0, "rrn": 0}
         self.txns: dict[str, dict[str, Any]] = {}  # RRN -> transaction
         self._by_trace: dict[tuple[str, str, str], str] = {}  # (TID, batch, trace) -> RRN
+        # Reversals that arrived before (or instead of) their original: (TID, batch, trace) -> MMDD.
+        self.reversed_unknown: dict[str, str] = {}
         self._pending: dict[str, _Pending] = {}  # host key -> request awaiting the switch
         self.saf = StoreAndForward("saf", SWITCH, config.forwarding)
         self.switch_link = LinkWatch(SWITCH, config.link, self._echo_request)
@@ -109,6 +111,7 @@ class Acquirer:
         self.counters.update(tables.get("state", {}).get("counters", {}))
         self.txns = {k: dict(v) for k, v in tables.get("txns", {}).items()}
         self._by_trace = {(t["terminal_id"], t["batch_no"], t["trace_no"]): rrn for rrn, t in self.txns.items()}
+        self.reversed_unknown = {k: v["date_mmdd"] for k, v in tables.get("reversed_unknown", {}).items()}
         effects = self.saf.restore(tables.get("saf", {}), now_ms)
         # A request whose answer was never heard is owed a reversal upstream (store and forward).
         for rrn, t in self.txns.items():
@@ -290,6 +293,10 @@ class Acquirer:
     def _financial(self, source: str, req: Message, kind: Kind, f60: F60, now_ms: int) -> list[Effect]:
         tid = req["41"]
         state = self._terminal_state(tid)
+        if self.reversed_unknown.get(f"{tid}:{f60.batch_no}:{req['11']}") == timefmt.mmdd(now_ms):
+            # Its reversal overtook it: the terminal has given it up, so it must not move money now.
+            return [Trace("", "request after its own reversal: declined", {"tid": tid, "trace": req["11"]}),
+                    self._answer(source, req, RC.INVALID_TRANSACTION)]
         duplicate = self._duplicate(source, req, kind, f60, now_ms)
         if duplicate is not None:
             return duplicate
@@ -424,6 +431,10 @@ class Acquirer:
                 if pending is not None:
                     effects.append(CancelTimer(HOST_TIMER_PREFIX + pending.host_key))
             effects += self._reverse_upstream(txn, now_ms)
+        elif txn is None:
+            marker = f"{req['41']}:{f60.batch_no}:{req['11']}"
+            self.reversed_unknown[marker] = timefmt.mmdd(now_ms)
+            effects.append(Put("reversed_unknown", marker, {"date_mmdd": timefmt.mmdd(now_ms)}))
         # Reversing an unknown or already reversed transaction is acknowledged and does nothing.
         effects.append(self._answer(source, req, RC.APPROVED))
         return effects
