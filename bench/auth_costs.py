@@ -6,7 +6,7 @@
 Companion to bench/auth_bench.py. It prints three things:
 
 1. The cores alone: the network of bench/auth_bench.py (the demo config with
-   balances no run spends) built as an in-process world (posnet.sim.network),
+   balances no run spends) built as an in-process world (posnet.sim.scenario.build),
    one terminal selling in a loop; the time each party's ``core.handle``
    takes per sale. No sockets, no store, no trace file: the floor of what
    the TCP runtime adds to.
@@ -40,9 +40,13 @@ from posnet.demo import demo_config_text
 from posnet.effects import Put
 from posnet.runtime.store import PartyStore
 from posnet.security import SecurityModule
-from posnet.sim.network import build_world
 from posnet.terminal.core import Card
 from posnet.wire import Message, decode_host, encode_host
+
+try:
+    from posnet.sim.scenario import build as build_world
+except ImportError:  # before the simulator's scenarios
+    from posnet.sim.network import build_world
 
 
 def build(directory: Path):
@@ -55,18 +59,30 @@ def build(directory: Path):
     return world, f"pos-{tid}", Card(c["pan"], str(c["expiry"])), str(c["pin"])
 
 
-def timed_cores(world, sales: int, term: str, card: Card, pin: str) -> dict[str, float]:
+def timed_cores(
+    world,
+    sales: int,
+    term: str,
+    card: Card,
+    pin: str,
+    prof: cProfile.Profile | None = None,
+):
+    """Microseconds per sale in each party's core.handle (the world around them is not counted)."""
     spent: dict[str, float] = defaultdict(float)
     for name, state in world.parties.items():
         core = state.core
         original = core.handle
 
         def handle(event, now_ms, _original=original, _name=name):
+            if prof is not None:
+                prof.enable()
             t = time.perf_counter()
             try:
                 return _original(event, now_ms)
             finally:
                 spent[_name] += time.perf_counter() - t
+                if prof is not None:
+                    prof.disable()
 
         core.handle = handle  # this process's instance only
     for _ in range(sales):
@@ -110,11 +126,7 @@ def main(argv=None) -> int:
     world, term, card, pin = build(tmp)
     assert world.command(term, "sign-on").done.ok
     prof = cProfile.Profile()
-    prof.enable()
-    for _ in range(args.sales):
-        world.command(term, "sale", card=card, pin=pin, amount_fen=100)
-        world.advance(1)
-    prof.disable()
+    timed_cores(world, args.sales, term, card, pin, prof)
     st = pstats.Stats(prof)
     rows = []
     for (file, line, fn), (cc, nc, tt, ct, callers) in st.stats.items():
@@ -128,7 +140,7 @@ def main(argv=None) -> int:
         )
     total_tt = sum(r[0] for r in rows)
     print(
-        f"\n2. own time by function, per sale, under cProfile (which inflates small calls), "
+        f"\n2. own time by function inside the cores, per sale, under cProfile (which inflates small calls), "
         f"total {total_tt / args.sales * 1e6:.0f} us per sale:"
     )
     print("   own us  cumul us  calls/sale  function")
