@@ -511,11 +511,13 @@ class Acquirer:
         return effects
 
     def _late_reply(self, key: str, reply: Message, now_ms: int) -> list[Effect]:
-        """A reply after we answered 98: an approval must be undone upstream."""
+        """A reply to nothing in flight: a duplicate of one already answered is ignored; a late
+        approval of one we gave up on is undone upstream (its reversal was queued at the timeout;
+        queueing again is harmless, reversals being idempotent)."""
         rrn = (reply.get(37) or "").strip()
         txn = self.txns.get(rrn)
-        effects: list[Effect] = [Trace(rrn, "late reply from switch", {"rc": reply.get(39)})]
-        if txn is not None and reply.get(39) == RC.APPROVED and txn["reversible"]:
+        effects: list[Effect] = [Trace(rrn, "late or repeated reply from switch", {"rc": reply.get(39)})]
+        if txn is not None and reply.get(39) == RC.APPROVED and txn["status"] in ("reversed", "timed-out") and txn["reversible"]:
             effects += self._reverse_upstream(txn, now_ms)
         return effects
 

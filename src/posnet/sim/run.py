@@ -8,7 +8,7 @@ The rules checked after every run (docs/simulation.md):
    with one is held exactly once;
 3. the acquirer's approved sales are exactly the terminals' standing sales
    (what will reach the merchant);
-4. every card's credits equal the refunds the acquirer approved;
+4. every card's net credits equal the refunds the acquirer approved;
 5. nothing is left owed: no reversal in a terminal, no store-and-forward item
    in the acquirer or the switch;
 6. once the holds' expiry has passed, nothing is held any more.
@@ -216,10 +216,11 @@ def check(world: World, net) -> list[str]:
                 violations.append(
                     f"rule 2: {mask_pan(pan)}: the issuer holds {a.debits_pending} fen, the terminals' journals stand at {standing[pan]}"
                 )
-            if a.credits_posted - opening != refunds[pan]:
-                violations.append(
-                    f"rule 4: {mask_pan(pan)}: credited {a.credits_posted - opening} fen, refunds approved {refunds[pan]}"
-                )
+            # Nothing is cleared yet, so what is posted besides the opening balance is refunds,
+            # less any refund taken back.
+            credited = a.credits_posted - a.debits_posted - opening
+            if credited != refunds[pan]:
+                violations.append(f"rule 4: {mask_pan(pan)}: credited {credited} fen, refunds approved {refunds[pan]}")
     world.advance(HOLD_EXPIRY_PASSED_MS)
     for issuer in issuers:
         for pan, card in issuer.config.cards.items():
