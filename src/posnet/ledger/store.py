@@ -1,7 +1,7 @@
 """Where the ledger's truth lives on disk: SQLite (stdlib, WAL) and PostgreSQL (psycopg 3).
 
 One schema and one list of migrations serve both dialects; the only
-differences are three type spellings (see ``_DIALECTS``).
+differences are two type spellings (see ``_DIALECTS``).
 
 Identifiers (account and transfer ids, pending_id, user_data) are unsigned
 128-bit integers. They are stored as decimal numbers: ``TEXT`` holding the
