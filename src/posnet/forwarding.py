@@ -12,10 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .effects import CancelTimer, Delete, Effect, Put, Send, SetTimer
+from .effects import CancelTimer, Delete, Effect, Put, Send, SetTimer, Trace
 from .wire import Message
 
 TIMER_PREFIX = "saf:"
+# Answers that end the repeats: done, a duplicate of one already done (DOMAIN.md §3), or nothing to reverse.
+DELIVERED_CODES = ("00", "94", "25")
 
 
 @dataclass(frozen=True)
@@ -59,9 +61,13 @@ class StoreAndForward:
             SetTimer(TIMER_PREFIX + key, now_ms + self.limits.first_retry_ms),
         ]
 
-    def acknowledged(self, key: str) -> list[Effect]:
-        if self.items.pop(key, None) is None:
+    def on_answer(self, key: str, response_code: str | None) -> list[Effect]:
+        """The next hop answered an advice: delivered, or refused (a MAC error, say) and repeated later."""
+        if key not in self.items:
             return []
+        if response_code not in DELIVERED_CODES:
+            return [Trace("", "advice refused: kept for the next repeat", {"key": key, "rc": response_code})]
+        del self.items[key]
         return [Delete(self.table, key), CancelTimer(TIMER_PREFIX + key)]
 
     def on_timer(self, timer_key: str, encode: Callable[[Message], bytes], now_ms: int) -> list[Effect]:

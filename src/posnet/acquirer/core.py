@@ -478,7 +478,7 @@ class Acquirer:
             return heard
         key = self._host_key(reply.get(32) or "", reply.get(7) or "", reply.get(11) or "")
         if reply.mti in ("0410", "0430"):
-            return heard + self.saf.acknowledged(key)
+            return heard + self.saf.on_answer(key, reply.get(39))
         pending = self._pending.pop(key, None)
         if pending is None:
             return heard + self._late_reply(key, reply, now_ms)
@@ -486,6 +486,8 @@ class Acquirer:
 
     def _complete(self, p: _Pending, reply: Message, now_ms: int) -> list[Effect]:
         rc = reply.get(39) or RC.SYSTEM_MALFUNCTION
+        if rc == RC.MAC_ERROR:
+            rc = RC.SYSTEM_MALFUNCTION  # a MAC error between hosts; the terminal's own keys are fine
         effects: list[Effect] = []
         txn = self.txns.get(p.rrn)
         if txn is not None:

@@ -220,7 +220,7 @@ class Switch:
             return heard
         key = self._key(reply)
         if reply.mti in ("0410", "0430"):
-            return heard + self.saf[issuer].acknowledged(key)
+            return heard + self.saf[issuer].on_answer(key, reply.get(39))
         flight = self._in_flight.pop(key, None)
         lifecycle = (reply.get(37) or "").strip()
         if flight is None:
