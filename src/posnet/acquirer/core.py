@@ -236,6 +236,12 @@ class Acquirer:
         tid = req["41"]
         entry = self.config.terminals[tid]
         state = self._terminal_state(tid)
+        last = state.get("last_sign_on") or {}
+        if last.get("trace") == req["11"] and last.get("date") == timefmt.mmdd(now_ms) and state["signed_on"]:
+            # The same sign-on again (a retransmission): the same keys, or the terminal and the
+            # acquirer would end up holding different ones.
+            return [Trace(f"{tid}:sign-on", "repeated sign-on: same keys", {"tid": tid}),
+                    self._answer(source, req, RC.APPROVED, mac=False, extra=last["reply"])]
         pik, mak = self.hsm.generate_key(), self.hsm.generate_key()
         tdk = self.hsm.generate_key() if f60.network_code == NetworkCode.SIGN_ON_WITH_DATA_KEY else None
         keys = WorkingKeys(
@@ -246,7 +252,6 @@ class Acquirer:
             self.hsm.export_key(entry.tmk, tdk) if tdk else None,
             self.hsm.kcv(tdk) if tdk else None,
         )
-        state.update(signed_on=True, pik=pik, mak=mak, tdk=tdk)
         rrn = f"{self._next('rrn', 999_999_999_999):012d}"
         extra = {
             "12": timefmt.hhmmss(now_ms),
@@ -255,6 +260,10 @@ class Acquirer:
             "60": F60("00", state["batch_no"], f60.network_code).encode(),
             "62": keys.encode(),
         }
+        state.update(
+            signed_on=True, pik=pik, mak=mak, tdk=tdk,
+            last_sign_on={"trace": req["11"], "date": timefmt.mmdd(now_ms), "reply": extra},
+        )
         return [
             Put("terminals", tid, state),
             self._put_counters(),

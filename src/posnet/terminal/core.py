@@ -72,6 +72,19 @@ class Card:
 
 
 @dataclass
+class _Round:
+    """One pass over the reversal records: before a function (``deferred``), after a failure
+    (``outcome``, with reverse_at_once), or by hand."""
+
+    deferred: Command | None = None
+    outcome: Done | None = None
+    tried: set[str] = field(default_factory=set)
+    reversed_any: bool = False
+    failed_any: bool = False
+    last_rc: str | None = None
+
+
+@dataclass
 class _Exchange:
     """The request in flight and what to do with its reply."""
 
@@ -80,7 +93,6 @@ class _Exchange:
     reversible: bool
     card: Card | None = None
     extra: dict[str, Any] = field(default_factory=dict)
-    deferred: Command | None = None  # the function waiting behind a reversal
 
 
 class TerminalError(Exception):
@@ -96,7 +108,9 @@ class Terminal:
         self.counters: dict[str, Any] = {"trace_no": 0, "batch_no": "000001"}
         self.keys: dict[str, Any] = {"tmk": tmk, "pik": None, "mak": None, "tdk": None, "signed_on": False}
         self.journal: dict[str, dict[str, Any]] = {}
-        self.reversal: dict[str, Any] | None = None
+        # Reversal records (冲正记录) by voucher number, oldest first. Usually none or one; more
+        # only when a reversal could not be delivered and the terminal went on trading.
+        self.reversals: dict[str, dict[str, Any]] = {}
         self.last_voucher: str | None = None
         self._exchange: _Exchange | None = None
         self._auto_reversed = False  # the function now running followed an automatic reversal
@@ -110,9 +124,14 @@ class Terminal:
         if "keys" in state:
             self.keys = dict(state["keys"])
         self.journal = dict(tables.get("journal", {}))
-        self.reversal = tables.get("reversal", {}).get("pending")
+        self.reversals = dict(sorted(tables.get("reversal", {}).items(), key=lambda kv: kv[1]["created_ms"]))
         self.last_voucher = max(self.journal, default=None)
         return []
+
+    @property
+    def reversal(self) -> dict[str, Any] | None:
+        """The oldest reversal record, if any."""
+        return next(iter(self.reversals.values()), None)
 
     @property
     def signed_on(self) -> bool:
@@ -154,16 +173,18 @@ class Terminal:
             return [Display("请先签到 PLEASE SIGN ON"), Done(False, result={"error": "not signed on"})]
         if cmd.name == "send-reversal":
             return self._manual_reversal(now_ms)
-        if self.reversal is not None and cmd.name not in ("sign-on", "echo") and not self.reversal.get("failed"):
-            return self._send_reversal(now_ms, deferred=cmd)
+        if self.reversals and cmd.name not in ("sign-on", "echo"):
+            # Before anything else goes online, what is owed is reversed (DOMAIN.md §3).
+            return self._next_reversal(_Round(deferred=cmd), now_ms)
         return self._start(cmd, now_ms)
 
     def _manual_reversal(self, now_ms: int) -> list[Effect]:
-        """The operator sends the pending reversal by hand, also one whose attempts ran out (手工冲正)."""
-        if self.reversal is None:
+        """The operator sends the pending reversals by hand, also those whose attempts ran out (手工冲正)."""
+        if not self.reversals:
             return [Display("无冲正记录 NO PENDING REVERSAL"), Done(True, result={"reversal": "none"})]
-        self.reversal.update(attempts=0, failed=False)
-        return self._send_reversal(now_ms, deferred=None)
+        for record in self.reversals.values():
+            record.update(attempts=0, failed=False)
+        return self._next_reversal(_Round(), now_ms)
 
     def _start(self, cmd: Command, now_ms: int) -> list[Effect]:
         builder = getattr(self, "_build_" + cmd.name.replace("-", "_"))
@@ -291,8 +312,9 @@ class Terminal:
         records: list[Effect] = [self._put_counters()]
         if ex.reversible:
             # Written as the request goes out: if nothing comes back, this is what reverses it.
-            self.reversal = self._reversal_record(ex, now_ms)
-            records.append(Put("reversal", "pending", self.reversal))
+            record = self._reversal_record(ex, now_ms)
+            self.reversals[record["voucher_no"]] = record
+            records.append(Put("reversal", record["voucher_no"], record))
         self._exchange = ex
         return [
             *records,
@@ -315,20 +337,34 @@ class Terminal:
             "failed": False,
         }
 
-    def _send_reversal(self, now_ms: int, deferred: Command | None, outcome: Done | None = None) -> list[Effect]:
-        """``deferred``: the function to run once reversed; ``outcome``: how the failed function ends."""
-        assert self.reversal is not None
-        msg = Message("0400", dict(self.reversal["fields"]), tpdu=self.config.tpdu, header=self.config.header)
-        ex = _Exchange("reversal", msg, reversible=False, deferred=deferred, extra={"outcome": outcome})
-        self._exchange = ex
-        self.reversal["attempts"] += 1
-        frame = encode_terminal(msg, mac=self._mac)
+    def _next_reversal(self, rnd: "_Round", now_ms: int) -> list[Effect]:
+        """Send the next reversal of this round; when none is left, go on with what waited."""
+        for voucher, record in self.reversals.items():
+            if voucher not in rnd.tried:
+                return self._send_reversal(voucher, rnd, now_ms)
+        effects: list[Effect] = []
+        if rnd.deferred is not None:
+            if rnd.reversed_any:
+                self._auto_reversed = True
+                effects.append(Display("自动冲正成功 AUTO REVERSAL DONE"))
+            return effects + self._start(rnd.deferred, now_ms)
+        failed: Done | None = rnd.outcome
+        state = "done" if not rnd.failed_any else "failed"
+        if failed is None:  # reversals on their own
+            return effects + [Done(not rnd.failed_any, rnd.last_rc, {"reversal": state})]
+        return effects + [Done(False, failed.response_code, {**failed.result, "reversal": state})]
+
+    def _send_reversal(self, voucher: str, rnd: "_Round", now_ms: int) -> list[Effect]:
+        record = self.reversals[voucher]
+        msg = Message("0400", dict(record["fields"]), tpdu=self.config.tpdu, header=self.config.header)
+        self._exchange = _Exchange("reversal", msg, reversible=False, extra={"round": rnd, "voucher": voucher})
+        record["attempts"] += 1
         return [
-            Put("reversal", "pending", self.reversal),
-            Send(ACQUIRER, frame),
+            Put("reversal", voucher, record),
+            Send(ACQUIRER, encode_terminal(msg, mac=self._mac)),
             SetTimer(RESPONSE_TIMER, now_ms + self.config.response_timeout_ms),
             Display("冲正中 REVERSING"),
-            Trace(self._lifecycle(msg), "reversal sent", {"attempt": self.reversal["attempts"]}),
+            Trace(self._lifecycle(msg), "reversal sent", {"attempt": record["attempts"]}),
         ]
 
     # -- replies ------------------------------------------------------------
@@ -353,8 +389,8 @@ class Terminal:
             return effects + self._reversal_reply(ex, reply, now_ms)
         if ex.reversible:
             # Any reply that parses and matches settles the outcome: no reversal needed.
-            self.reversal = None
-            effects.append(Delete("reversal", "pending"))
+            self.reversals.pop(ex.request["11"], None)
+            effects.append(Delete("reversal", ex.request["11"]))
         if rc in (RC.SIGN_ON_AGAIN, RC.MAC_ERROR):
             self.keys["signed_on"] = False
             effects.append(self._put_keys())
@@ -462,21 +498,18 @@ class Terminal:
 
     def _reversal_reply(self, ex: _Exchange, reply: Message, now_ms: int) -> list[Effect]:
         rc = reply.get(39)
+        rnd: _Round = ex.extra["round"]
+        rnd.last_rc = rc
         if rc in (RC.APPROVED, RC.DUPLICATE, RC.ORIGINAL_NOT_FOUND):
-            self.reversal = None
-            effects: list[Effect] = [Delete("reversal", "pending")]
-            if ex.deferred is not None:
-                self._auto_reversed = True
-                return effects + [Display("自动冲正成功 AUTO REVERSAL DONE")] + self._start(ex.deferred, now_ms)
-            return effects + [Display("冲正成功 REVERSAL DONE"), self._outcome(ex, rc, "done")]
+            voucher = ex.extra["voucher"]
+            self.reversals.pop(voucher, None)
+            rnd.tried.add(voucher)
+            rnd.reversed_any = True
+            effects: list[Effect] = [Delete("reversal", voucher)]
+            if rnd.deferred is None:
+                effects.append(Display("冲正成功 REVERSAL DONE"))
+            return effects + self._next_reversal(rnd, now_ms)
         return self._reversal_not_done(ex, now_ms, f"host answered {rc}")
-
-    @staticmethod
-    def _outcome(ex: _Exchange, rc: str | None, reversal: str) -> Done:
-        failed: Done | None = ex.extra.get("outcome")
-        if failed is None:  # a reversal on its own
-            return Done(reversal == "done", rc, {"reversal": reversal})
-        return Done(False, failed.response_code, {**failed.result, "reversal": reversal})
 
     def _auto_reversal_note(self, ex: _Exchange) -> str:
         if self._auto_reversed:
@@ -500,35 +533,35 @@ class Terminal:
         if sign_on_again:
             self.keys["signed_on"] = False
             effects.append(self._put_keys())
-        if ex.reversible and self.reversal is not None:
-            self.reversal["fields"]["39"] = reason
-            effects.append(Put("reversal", "pending", self.reversal))
+        record = self.reversals.get(ex.request["11"]) if ex.reversible else None
+        if record is not None:
+            record["fields"]["39"] = reason
+            effects.append(Put("reversal", ex.request["11"], record))
             if self.config.reverse_at_once and not sign_on_again:
-                outcome = Done(False, reason, {"kind": ex.kind})
-                return effects + [Display(text)] + self._send_reversal(now_ms, None, outcome)
+                rnd = _Round(outcome=Done(False, reason, {"kind": ex.kind}))
+                return effects + [Display(text)] + self._send_reversal(ex.request["11"], rnd, now_ms)
         return effects + [Display(text), Done(False, reason, {"kind": ex.kind})]
 
     def _reversal_not_done(self, ex: _Exchange, now_ms: int, why: str) -> list[Effect]:
-        assert self.reversal is not None
-        if self.reversal["attempts"] < self.config.reversal_attempts:
-            return self._send_reversal(now_ms, ex.deferred)
-        # Every attempt failed: say so, print a fault slip, keep the record for manual handling.
-        self.reversal["failed"] = True
-        slip = FaultSlip(
-            self.config.terminal_id,
-            self.reversal["voucher_no"],
-            self.reversal["amount_fen"],
-            timefmt.stamp(now_ms),
-            why,
-        )
-        effects: list[Effect] = [
-            Put("reversal", "pending", self.reversal),
-            Display("冲正不成功,请联系服务商 REVERSAL FAILED, CONTACT SERVICE PROVIDER"),
-            Print(slip),
-        ]
-        if ex.deferred is not None:
-            return effects + self._start(ex.deferred, now_ms)
-        return effects + [self._outcome(ex, RC.UNKNOWN_OUTCOME, "failed")]
+        rnd: _Round = ex.extra["round"]
+        voucher = ex.extra["voucher"]
+        record = self.reversals[voucher]
+        if not record["failed"] and record["attempts"] < self.config.reversal_attempts:
+            return self._send_reversal(voucher, rnd, now_ms)
+        rnd.tried.add(voucher)
+        rnd.failed_any = True
+        effects: list[Effect] = []
+        if not record["failed"]:
+            # Every attempt failed: say so, print a fault slip, keep the record. It is tried once
+            # more before each later transaction, and by hand with send-reversal.
+            record["failed"] = True
+            slip = FaultSlip(self.config.terminal_id, voucher, record["amount_fen"], timefmt.stamp(now_ms), why)
+            effects += [
+                Put("reversal", voucher, record),
+                Display("冲正不成功,请联系服务商 REVERSAL FAILED, CONTACT SERVICE PROVIDER"),
+                Print(slip),
+            ]
+        return effects + self._next_reversal(rnd, now_ms)
 
     # -- receipts and traces ------------------------------------------------
 
