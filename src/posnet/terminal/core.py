@@ -380,7 +380,10 @@ class Terminal:
         if not self._matches(ex.request, reply):
             return [Trace(self._lifecycle(reply), "reply does not match the request: ignored", self._summary(reply))]
         rc = reply.get(39) or ""
-        if rc == RC.APPROVED and ex.request.mti not in ("0800", "0820"):
+        # DOMAIN.md §3: an approval must carry a good MAC. posnet also checks the MAC of any reply
+        # that carries one: a bit flipped in F39 must not turn a host's approval into a "decline"
+        # that the terminal would not reverse.
+        if ex.request.mti not in ("0800", "0820") and (rc == RC.APPROVED or reply.has(64)):
             if not reply.has(64) or not self.hsm.verify_cup_mac(self.keys["mak"], reply.mac_input(), reply.mac_value()):
                 return self._failed(ex, RC.MAC_ERROR, response_text(RC.MAC_ERROR), now_ms, sign_on_again=True)
         self._exchange = None
