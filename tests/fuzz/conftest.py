@@ -40,6 +40,10 @@ class Live:
         core = self.issuer
         return copy.deepcopy(core, {id(core.hsm): core.hsm})
 
+    def fresh_switch(self):
+        core = self.world.parties["switch"].core
+        return copy.deepcopy(core, {id(core.hsm): core.hsm})
+
     def frames_to(self, party: str, source_prefix: str = "") -> list[bytes]:
         return [r.frame for r in self.received.get(party, []) if r.source.startswith(source_prefix)]
 

@@ -3,12 +3,11 @@
 Whatever arrives, the acquirer does not raise, never moves money, never
 forwards to the switch a frame whose MAC no longer verifies, and either
 answers the terminal with a reply that decodes (the request's MTI + 10, an
-F39 the acquirer can give) or, when no reply can be framed, closes the
-connection.
-
-Known bugs are stepped around here (``known_raise``, ``dirty_partial``) and
-pinned in test_fuzz_core_regressions.py: remove a step when its regression
-passes.
+F39 the acquirer can give) or closes the connection. It closes exactly when
+no reply can be framed: the frame is not a request (a reply, an MTI whose
+third digit is 9, …), or it does not decode and not even a request's MTI
+could be read from it. A frame that does not decode but whose MTI is a
+request's is answered 30, with only fields that decoded and validate.
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ from hypothesis import strategies as st
 from posnet.effects import Close, LedgerWrite, Received, Send
 from posnet.wire import Message, WireError, decode_host, decode_terminal, encode_terminal, response_mti
 from posnet.wire.codec import reply_tpdu
-from posnet.wire.codes import Kind, terminal_kind
+from posnet.wire.codes import Kind, is_request, terminal_kind
 from posnet.wire.fields import parse_f60
 
 SOURCE = "conn:x"
@@ -54,25 +53,6 @@ def kind_of(req: Message) -> Kind | None:
     f60 = req.get(60) or ""
     parts = parse_f60(f60) if len(f60) >= 11 else None
     return terminal_kind(req.mti, req.get(3), parts.tx_type if parts else "", parts.network_code if parts else "")
-
-
-def known_raise(req: Message | None, exc: Exception) -> str | None:
-    """A raise that a pinned regression already describes, or None."""
-    if req is None:
-        return None
-    kind = kind_of(req)
-    if isinstance(exc, WireError) and req.mti[2] == "9":
-        return "known bug: response_mti of an MTI whose third digit is 9"
-    if isinstance(exc, KeyError) and kind in (Kind.SETTLEMENT, Kind.BATCH_UPLOAD) and not (req.has(41) and req.has(42)):
-        return "known bug: settlement or batch upload without F41/F42"
-    if isinstance(exc, WireError) and kind in (Kind.VOID, Kind.REFUND) and len(req.get(61) or "") < 12:
-        return "known bug: void or refund with a short F61"  # reached only under a good MAC
-    return None
-
-
-def dirty_partial(err: WireError | None) -> bool:
-    """A partial with values never validated: the 30 reply built from it may not decode (pinned)."""
-    return err is not None and any(err.partial.get(k) and not err.partial[k].isdigit() for k in ("t", "3", "4", "11"))
 
 
 def base_frames(live) -> list[bytes]:
@@ -138,14 +118,7 @@ def check_acquirer(live, frame: bytes) -> None:
     acquirer = live.fresh_acquirer()
     req, err, mac_ok = classify(acquirer, frame)
 
-    try:
-        effects = acquirer.handle(Received(SOURCE, frame), live.world.now_ms)
-    except Exception as exc:
-        why = known_raise(req, exc)
-        if why is None:
-            raise
-        event(why)
-        return
+    effects = acquirer.handle(Received(SOURCE, frame), live.world.now_ms)
 
     assert not [e for e in effects if isinstance(e, LedgerWrite)], "the acquirer keeps no ledger"
     to_switch = [e for e in effects if isinstance(e, Send) and e.to == "switch"]
@@ -159,24 +132,24 @@ def check_acquirer(live, frame: bytes) -> None:
     else:
         assert len(replies) + len(closes) == 1, effects
 
-    if closes:
-        assert err is not None, "closed on a frame that decodes"
-        assert closes == [Close(SOURCE)] and not replies
-        event("closed")
+    request_mti = req.mti if req is not None else err.partial.get("t", "")
+    if not is_request(request_mti):
+        assert [e for e in effects if isinstance(e, (Send, Close))] == [Close(SOURCE)], effects
+        event("closed: not a request" if req is not None else "closed: unreadable, no request MTI")
+        return
+    assert not closes, "closed on a frame a reply can be framed for"
 
-    request_mti = req.mti if req is not None else (err.partial.get("t") if err is not None else None)
     request_tpdu = req.tpdu if req is not None else frame[:5].hex().upper()
     for sent in replies:
-        try:
-            reply = decode_terminal(sent.frame)
-        except WireError:
-            assert dirty_partial(err), "a reply that does not decode"
-            event("known bug: 30 reply built from unvalidated partial fields")
-            continue
+        reply = decode_terminal(sent.frame)
         assert reply.mti == response_mti(request_mti)
         assert reply.tpdu == reply_tpdu(request_tpdu)
         rc = reply["39"]
         assert rc in ANSWERS, rc
+        if err is not None:
+            assert rc == "30", "an unreadable request is answered 30"
+            assert all(err.partial.get(k) == v for k, v in reply.fields.items() if k != "39"), "echoed a field that did not decode"
+            assert err.field not in reply.fields, "echoed the field that failed"
         if rc == "00":
             assert req is not None and (mac_ok or req.mti in UNMACED_MTIS), "approved a frame whose MAC fails"
         event(f"answered {rc}")
@@ -191,18 +164,18 @@ def test_acquirer_survives_odd_requests_under_a_good_mac(live, data):
     acquirer = live.fresh_acquirer()
     mak = acquirer.terminals[TID]["mak"]
     frame = encode_terminal(message, mac=lambda d: acquirer.hsm.cup_mac(mak, d))
-    try:
-        effects = acquirer.handle(Received(SOURCE, frame), live.world.now_ms)
-    except Exception as exc:
-        why = known_raise(message, exc)
-        if why is None:
-            raise
-        event(why)
+    effects = acquirer.handle(Received(SOURCE, frame), live.world.now_ms)
+    if not is_request(message.mti):
+        assert [e for e in effects if isinstance(e, (Send, Close))] == [Close(SOURCE)], effects
+        event("closed: not a request")
         return
+    assert not [e for e in effects if isinstance(e, Close)]
     replies = [e for e in effects if isinstance(e, Send) and e.to == SOURCE]
     for sent in replies:
         reply = decode_terminal(sent.frame)
         assert reply.mti == response_mti(message.mti) and reply["39"] in ANSWERS
+        if kind_of(message) in (None, Kind.SETTLEMENT, Kind.BATCH_UPLOAD):
+            assert reply["39"] == "40", "a kind the acquirer does not handle"
         event(f"answered {reply['39']}")
     for sent in (e for e in effects if isinstance(e, Send) and e.to == "switch"):
         upstream = decode_host(sent.frame)

@@ -1,16 +1,16 @@
 """Bad input to the cores, one story each: what the fuzz tests found, pinned.
 
-The xfail(strict=True) stories describe bugs still open; when one passes,
-remove its mark and the matching step-around in test_fuzz_acquirer.py or
-test_fuzz_issuer.py.
+Each story was a bug the fuzz tests found; they stay as regressions. A new
+bug found here is pinned as a strict xfail naming the code at fault until
+it is fixed.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from posnet.effects import Close, LedgerWrite, Received, Send
-from posnet.wire import Message, decode_host, decode_terminal, encode_host, encode_terminal
+from posnet.effects import Close, LedgerWrite, Received, Send, Trace
+from posnet.wire import Message, decode_host, decode_terminal, encode_host, encode_terminal, response_mti
 
 SOURCE = "conn:pos-10000001"
 TID = "10000001"
@@ -85,103 +85,116 @@ def test_the_issuer_answers_a0_to_a_sale_with_a_bad_mac_and_moves_no_money(live)
     assert (reply.mti, reply["39"]) == ("0210", "A0")
 
 
-# -- open bugs --------------------------------------------------------------------
+# -- a frame that is not a request: no reply MTI exists for it --------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="codes.response_mti('0290') is '02100'; Acquirer._answer (kind None -> 40) passes it to "
-    "encode_terminal, which raises WireError out of Acquirer.handle",
-)
-def test_acquirer_answers_a_frame_whose_mti_has_no_reply(live):
-    effects = handle(live.fresh_acquirer(), patch(sale_frame(live), 11, bytes.fromhex("0290")), live.world.now_ms)
-    assert [e.to for e in effects if isinstance(e, (Send, Close))] == [SOURCE]
+@pytest.mark.parametrize("mti", ["0290", "0210", "0202"])
+def test_acquirer_closes_on_a_frame_from_a_terminal_that_is_not_a_request(live, mti):
+    effects = handle(live.fresh_acquirer(), patch(sale_frame(live), 11, bytes.fromhex(mti)), live.world.now_ms)
+    assert [e for e in effects if isinstance(e, (Send, Close))] == [Close(SOURCE)]
+    (trace,) = [e for e in effects if isinstance(e, Trace)]
+    assert trace.event == "not a request from a terminal" and trace.detail["mti"] == mti
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="codes.response_mti('0290') is '02100'; Issuer._reply for the A0 answer passes it to "
-    "encode_host, which raises WireError out of Issuer.handle",
-)
-def test_issuer_survives_a_frame_whose_mti_has_no_reply(live):
+@pytest.mark.parametrize("mti", [b"0290", b"0210", b"0410"])
+def test_issuer_drops_a_frame_from_the_switch_that_is_not_a_request(live, mti):
     issuer = live.fresh_issuer()
     sale = live.frames_to("issuer-bank-a")[1]
-    handle(issuer, b"0290" + sale[4:], live.world.now_ms, source="switch")
+    balance = issuer.balance_of_card("6222020000000001")
+    effects = handle(issuer, mti + sale[4:], live.world.now_ms, source="switch")
+    assert [(e.event, e.detail) for e in effects if isinstance(e, Trace)] == [
+        ("not a request from the switch: dropped", {"mti": mti.decode()})
+    ]
+    assert effects == [e for e in effects if isinstance(e, Trace)], "no reply, not even A0, and nothing stored"
+    assert issuer.balance_of_card("6222020000000001") == balance
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="REQUIRED in acquirer/core.py has no entry for SETTLEMENT and BATCH_UPLOAD, so nothing is "
-    "missing and _from_terminal reads req['41'] and raises KeyError",
+@pytest.mark.parametrize("mti", [b"0290", b"0210"])
+def test_switch_drops_a_frame_from_an_acquirer_that_is_not_a_request(live, mti):
+    sale = live.frames_to("switch", "acquirer:")[1]
+    effects = handle(live.fresh_switch(), mti + sale[4:], live.world.now_ms, source="acquirer:48020000")
+    assert effects == [Trace("", "not a request from an acquirer: dropped", {"mti": mti.decode()})], "no reply, not even A0"
+
+
+def test_switch_still_answers_a0_to_a_request_whose_mac_fails(live):
+    sale = live.frames_to("switch", "acquirer:")[1]
+    effects = handle(live.fresh_switch(), sale[:-1] + bytes([sale[-1] ^ 1]), live.world.now_ms, source="acquirer:48020000")
+    (reply,) = [decode_host(e.frame) for e in effects if isinstance(e, Send)]
+    assert (reply.mti, reply["39"]) == ("0210", "A0")
+
+
+# -- kinds the acquirer does not handle -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "mti, fields",
+    [
+        ("0500", {"11": "000009", "60": "00000001201"}),
+        ("0320", {"11": "000009", "60": "00000001202"}),
+        ("0500", {"11": "000009", "41": TID, "42": "898310148160001", "60": "00000001201"}),
+        ("0320", {"11": "000009", "41": TID, "42": "898310148160001", "48": "0003", "60": "00000001202"}),
+    ],
+    ids=["settlement without F41/F42", "batch upload without F41/F42", "settlement", "batch upload"],
 )
-@pytest.mark.parametrize("mti, f60", [("0500", "00000001201"), ("0320", "00000001202")])
-def test_settlement_without_terminal_id_is_answered_30(live, mti, f60):
-    frame = encode_terminal(Message(mti, {"11": "000009", "60": f60}, tpdu="6000030000", header="602200000000"))
-    (reply,) = replies_to(handle(live.fresh_acquirer(), frame, live.world.now_ms))
-    assert reply["39"] == "30"
+def test_settlement_and_batch_upload_are_answered_40_before_f41_and_f42_are_read(live, mti, fields):
+    frame = encode_terminal(Message(mti, fields, tpdu="6000030000", header="602200000000"))
+    effects = handle(live.fresh_acquirer(), frame, live.world.now_ms)
+    (reply,) = replies_to(effects)
+    assert (reply.mti, reply["39"], reply.has(64)) == (response_mti(mti), "40", False)
+    assert not forwarded(effects)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Acquirer._financial calls parse_f61 unguarded: a void or refund under a good MAC whose F61 "
-    "has fewer than 12 digits raises WireError out of Acquirer.handle instead of answering 30",
-)
+# -- a field that decodes but does not parse ----------------------------------------
+
+
 @pytest.mark.parametrize("mti, f3, f60", [("0200", "200000", "23000001000"), ("0220", "200000", "25000001000")], ids=["void", "refund"])
-def test_void_or_refund_with_a_short_f61_is_answered_30(live, mti, f3, f60):
+@pytest.mark.parametrize("f61", ["000001", ""], ids=["6 digits", "empty"])
+def test_void_or_refund_with_a_short_f61_is_answered_30(live, mti, f3, f60, f61):
     acquirer = live.fresh_acquirer()
     sale = decode_terminal(sale_frame(live))
     (rrn,) = [r for r, t in acquirer.txns.items() if t["kind"] == "sale"]
     fields = {k: v for k, v in sale.fields.items() if k != "64"}
-    fields.update({"3": f3, "37": rrn, "60": f60, "61": "000001"})
+    fields.update({"3": f3, "37": rrn, "60": f60, "61": f61})
     effects = handle(acquirer, maced(acquirer, Message(mti, fields, tpdu=sale.tpdu, header=sale.header)), live.world.now_ms)
     (reply,) = replies_to(effects)
-    assert reply["39"] == "30" and not forwarded(effects)
+    assert (reply.mti, reply["39"], reply.has(64)) == (response_mti(mti), "30", False)
+    assert not forwarded(effects)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="WireError.partial keeps the field that failed ('4': ''), the acquirer echoes it, "
-    "encode_terminal refuses, and _format_error closes although MTI 0200 is known",
-)
+# -- a frame that does not decode: 30 with what can be trusted, or close -----------
+
+
 def test_a_sale_cut_short_inside_the_amount_is_answered_30(live):
     effects = handle(live.fresh_acquirer(), sale_frame(live)[:36], live.world.now_ms)
     (reply,) = replies_to(effects)
-    assert (reply.mti, reply["39"]) == ("0210", "30")
+    assert (reply.mti, reply.fields) == ("0210", {"3": "000000", "39": "30"})  # F4, which failed, is not echoed
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a bit for a field the spec lacks gives a WireError with an empty partial, so "
-    "_format_error has no MTI and closes instead of answering 30",
-)
 def test_a_sale_with_a_bit_for_an_unknown_field_is_answered_30(live):
     effects = handle(live.fresh_acquirer(), patch(sale_frame(live), 13, bytes([sale_frame(live)[13] | 0x08])), live.world.now_ms)
     (reply,) = replies_to(effects)
-    assert (reply.mti, reply["39"]) == ("0210", "30")
+    assert (reply.mti, reply.tpdu, reply.fields) == ("0210", "6000000003", {"39": "30"})  # only the MTI is known
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_format_error echoes F3/F4/F11 and the MTI from WireError.partial, which holds unvalidated "
-    "values (and encode_terminal writes hex letters into BCD): the 30 reply does not decode",
-)
 @pytest.mark.parametrize(
-    "edits",
+    "edits, fields",
     [
-        [(37, "AB12"), (40, "AB12")],  # F4 and F11 not numeric
-        [(37, "AB12"), (60, None)],  # F4 not numeric, frame cut inside track 2
-        [(11, "0A00"), (60, None)],  # MTI 0A00, frame cut inside track 2
+        ([(37, "AB12"), (40, "AB12")], {"3": "000000", "41": TID, "42": "898310148160001"}),
+        ([(37, "AB12"), (60, None)], {"3": "000000", "11": "000003"}),
+        ([(11, "0A00"), (60, None)], None),
     ],
     ids=["F4 and F11 not numeric", "bad F4 then cut", "bad MTI then cut"],
 )
-def test_the_30_reply_to_a_garbled_sale_decodes(live, edits):
+def test_the_30_reply_to_a_garbled_sale_echoes_only_fields_that_validate(live, edits, fields):
     frame = sale_frame(live)
     for offset, data in edits:
         frame = frame[:offset] if data is None else patch(frame, offset, bytes.fromhex(data))
     effects = handle(live.fresh_acquirer(), frame, live.world.now_ms)
-    sent = [e for e in effects if isinstance(e, Send)]
-    for e in sent:
-        decode_terminal(e.frame)
+    if fields is None:  # no MTI to frame a reply with
+        assert [e for e in effects if isinstance(e, (Send, Close))] == [Close(SOURCE)]
+        return
+    (reply,) = replies_to(effects)
+    assert (reply.mti, reply.fields) == ("0210", {**fields, "39": "30"})
 
 
 def test_a_replayed_sale_gets_the_first_answer_and_is_not_forwarded_again(live):

@@ -6,11 +6,11 @@ A file starts with ``#`` lines: a description and its source, then
 - ``framed: yes`` when the hex starts with the 2-byte length;
 - ``expect: ok`` (decodes, and encodes back to the same bytes) or
   ``expect: error <the exact WireError text>``;
-- ``known-bug: ...`` when the expectation fails today because of a bug in the
-  codec (the replay is then a strict xfail);
-- ``core-known-bug: ...`` when feeding it to the core (the acquirer for the
-  terminal leg, the issuer for the host legs) raises or answers with a frame
-  that does not decode today.
+- ``core: <outcome>``, what the core does with it (the acquirer for the
+  terminal leg, the issuer for the host legs): ``reply <F39>`` (one reply to
+  the sender, the request's MTI + 10, that decodes; ``reply`` alone when
+  F39 may vary), ``close`` (the connection is closed, nothing sent), or
+  ``drop`` (nothing sent, nothing closed).
 
 The hex may span lines; whitespace is ignored.
 """
@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from posnet.effects import Received, Send
-from posnet.wire import FrameReader, Message, WireError, decode_host, decode_terminal, encode_host, encode_terminal
+from posnet.effects import Close, Received, Send
+from posnet.wire import FrameReader, Message, WireError, decode_host, decode_terminal, encode_host, encode_terminal, response_mti
 
 CORPUS = Path(__file__).parent / "corpus"
 
@@ -34,8 +34,7 @@ class Sample:
     leg: str
     data: bytes
     expect: str
-    known_bug: str | None
-    core_known_bug: str | None
+    core: str
 
 
 def load(path: Path) -> Sample:
@@ -44,7 +43,7 @@ def load(path: Path) -> Sample:
     for line in path.read_text(encoding="utf-8").splitlines():
         if line.startswith("#"):
             key, sep, value = line[1:].strip().partition(": ")
-            if sep and key in ("leg", "framed", "expect", "known-bug", "core-known-bug"):
+            if sep and key in ("leg", "framed", "expect", "core"):
                 headers[key] = value
         else:
             hex_text.append(line)
@@ -52,7 +51,8 @@ def load(path: Path) -> Sample:
     if headers.get("framed") == "yes":
         (data,) = FrameReader().feed(data)
     assert headers["leg"] in ("terminal", "host"), path
-    return Sample(path.stem, headers["leg"], data, headers["expect"], headers.get("known-bug"), headers.get("core-known-bug"))
+    assert headers["core"] in ("reply", "close", "drop") or headers["core"].startswith("reply "), path
+    return Sample(path.stem, headers["leg"], data, headers["expect"], headers["core"])
 
 
 SAMPLES = [load(p) for p in sorted(CORPUS.glob("*.hex"))]
@@ -69,12 +69,7 @@ def test_the_corpus_has_real_and_broken_messages_of_both_legs():
         assert any(n.startswith(prefix) for n in names), prefix
 
 
-def _with_marks(sample: Sample, reason: str | None):
-    marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
-    return pytest.param(sample, marks=marks, id=sample.name)
-
-
-@pytest.mark.parametrize("sample", [_with_marks(s, s.known_bug) for s in SAMPLES])
+@pytest.mark.parametrize("sample", SAMPLES, ids=[s.name for s in SAMPLES])
 def test_replay_decodes_as_expected(sample):
     if sample.expect == "ok":
         msg = decoder(sample)(sample.data)
@@ -88,13 +83,22 @@ def test_replay_decodes_as_expected(sample):
         assert str(info.value) == sample.expect.removeprefix("error ")
 
 
-@pytest.mark.parametrize("sample", [_with_marks(s, s.core_known_bug) for s in SAMPLES])
-def test_replay_through_the_core_never_raises_and_replies_decode(sample, live):
+@pytest.mark.parametrize("sample", SAMPLES, ids=[s.name for s in SAMPLES])
+def test_replay_through_the_core_does_what_the_file_says(sample, live):
     if sample.leg == "terminal":
         core, source = live.fresh_acquirer(), "conn:corpus"
     else:
         core, source = live.fresh_issuer(), "switch"
     effects = core.handle(Received(source, sample.data), live.world.now_ms)
-    for e in effects:
-        if isinstance(e, Send) and e.to == source:
-            decoder(sample)(e.frame)
+    sent = [e for e in effects if isinstance(e, (Send, Close))]
+    if sample.core == "drop":
+        assert sent == []
+    elif sample.core == "close":
+        assert sent == [Close(source)]
+    else:
+        (reply,) = [decoder(sample)(e.frame) for e in sent if isinstance(e, Send) and e.to == source]
+        assert sent == [e for e in sent if isinstance(e, Send) and e.to == source]
+        request_mti = sample.data[11:13].hex() if sample.leg == "terminal" else sample.data[:4].decode("ascii")
+        assert reply.mti == response_mti(request_mti)
+        rc = sample.core.removeprefix("reply").strip()
+        assert not rc or reply["39"] == rc, reply["39"]

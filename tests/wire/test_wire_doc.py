@@ -1,5 +1,6 @@
-"""docs/wire.md cannot drift: its field tables are the specs, its hex dumps
-decode to the values it annotates, and they are what the demo network sends."""
+"""docs/wire.md cannot drift: its field tables are the specs, its error
+examples are what the decoders raise, its hex dumps decode to the values it
+annotates, and they are what the demo network sends."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 from posnet.effects import Received
 from posnet.wire import FrameReader, Message, decode_host, decode_terminal, encode_host, encode_terminal, frame
 from posnet.wire.specs import HOST_FIELDS, TERMINAL_FIELDS
+from test_wire_errors import HOST_ERRORS, TERMINAL_ERRORS
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "wire.md"
 SPECS = {"terminal": TERMINAL_FIELDS, "host": HOST_FIELDS}
@@ -48,6 +50,15 @@ def test_field_tables_are_the_specs(leg):
     expected = {n: (spec_format(kind, length, max_len), name) for n, (kind, length, max_len, name) in SPECS[leg].items()}
     assert documented == expected
     assert all(r[3] for r in rows), "every field says what posnet uses it for"
+
+
+def test_error_examples_are_what_the_decoders_raise():
+    # Each case of test_wire_errors.py is decoded there and its message checked.
+    raised = {message for _, _, message, _, _ in TERMINAL_ERRORS + HOST_ERRORS}
+    rows = table_rows(section("errors", "examples"))
+    assert rows
+    for broken, message in rows:
+        assert code(message) in raised, broken
 
 
 def dump(leg: str) -> tuple[bytes, list[tuple[str, bytes, str]]]:

@@ -1,15 +1,16 @@
 """Broken frames: every error is a WireError whose text names the field and
 the byte position in the frame (TPDU and header included on the terminal
-leg), carries the fields decoded before it, and never echoes card or PIN data.
+leg), carries the MTI and the fields that decoded and validate (never the one
+that failed), and never echoes card or PIN data. Encoding refuses what
+decoding refuses.
 """
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
 from posnet.wire import Message, WireError, decode_host, decode_terminal, encode_host, encode_terminal
+from posnet.wire.specs import TERMINAL_FIELDS
 
 PAN = "6222020000000001"
 TRACK2_DIGITS = "30122010000000000"  # the discretionary part of track 2
@@ -87,6 +88,7 @@ TERMINAL_ERRORS = [
     ("truncated F11", SALE[:41], "field 11: Field data is 4 nibbles, expecting 6 at position 39", "11", 39),
     ("F63 not GBK", patch(SIGN_ON, 57, b"\xff\xff"), "field 63: Failed to decode field, invalid data at position 57", "63", 57),
     ("LLL prefix cut", SIGN_ON[:56], "field 63: Field length is 1 bytes wide, expecting 2 at position 55", "63", 55),
+    ("bit for a field the spec lacks", set_bit(SALE, 13, 0x08), "field 5: not in this spec (bitmap at position 13)", "5", 13),
 ]
 
 HOST_ERRORS = [
@@ -100,6 +102,15 @@ HOST_ERRORS = [
     ("merchant name not GBK", patch(HOST, 147, b"\xff\xff"), "field 43: Failed to decode field, invalid data at position 147", "43", 147),
     ("secondary bitmap cut", ECHO[:15], "field secondary bitmap: Field data is 3 bytes, expecting 8 at position 12", "1", 12),
     ("byte after the MAC", HOST + b"0", "field 64: Extra data after last field at position 181", "64", 181),
+    ("LL prefix with a sign", patch(HOST, 64, b"+8"), "field 32: length prefix b'+8' is not digits at position 64", "32", 64),
+    ("bit for a field the spec lacks", set_bit(HOST, 4, 0x08), "field 5: not in this spec (bitmap at position 4)", "5", 4),
+    (
+        "bit for a field the spec lacks, secondary bitmap",
+        set_bit(ECHO, 12, 0x08),  # bit 69
+        "field 69: not in this spec (bitmap at position 4)",
+        "69",
+        4,
+    ),
 ]
 
 
@@ -126,26 +137,23 @@ def assert_no_secrets(text: str) -> None:
         assert secret not in text
 
 
-def test_a_bit_for_a_field_the_spec_lacks_names_the_field():
-    with pytest.raises(WireError, match=r"^field 5: not in this spec") as info:
-        decode_terminal(set_bit(SALE, 13, 0x08))  # bit 5 of the primary bitmap
-    assert info.value.field == "5"
-    with pytest.raises(WireError, match=r"^field 5: not in this spec"):
-        decode_host(set_bit(HOST, 4, 0x08))
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="codec._decode turns pyiso8583's KeyError into WireError('field 5: not in this spec') with no "
-    "position and an empty partial, so the acquirer cannot frame a 30 reply and closes the connection",
-)
-def test_a_bit_for_a_field_the_spec_lacks_gives_position_and_partial():
+def test_a_bit_for_a_field_the_spec_lacks_gives_the_bitmaps_position_and_the_mti():
+    # Named before any field is read: the position is the bitmap's, and partial holds the MTI
+    # alone, enough for the acquirer to answer 30.
     with pytest.raises(WireError) as info:
-        decode_terminal(set_bit(SALE, 13, 0x08))
+        decode_terminal(set_bit(SALE, 13, 0x08))  # bit 5 of the primary bitmap
     e = info.value
-    assert re.fullmatch(r"field 5: .* at position 39", str(e)), str(e)  # where F5 would start, after F4
-    assert e.position == 39
-    assert e.partial.get("t") == "0200" and e.partial.get("4") == "000000008800"
+    assert (str(e), e.field, e.position, e.partial) == ("field 5: not in this spec (bitmap at position 13)", "5", 13, {"t": "0200"})
+    with pytest.raises(WireError) as info:
+        decode_host(set_bit(HOST, 4, 0x08))
+    e = info.value
+    assert (str(e), e.field, e.position, e.partial) == ("field 5: not in this spec (bitmap at position 4)", "5", 4, {"t": "0200"})
+
+
+def test_a_bit_for_a_field_the_spec_lacks_under_a_bad_mti_leaves_partial_empty():
+    with pytest.raises(WireError, match=r"^field 5: not in this spec \(bitmap at position 13\)$") as info:
+        decode_terminal(set_bit(patch(SALE, 11, bytes.fromhex("0A00")), 13, 0x08))
+    assert info.value.partial == {}
 
 
 # -- WireError.partial ----------------------------------------------------------
@@ -173,61 +181,92 @@ def test_partial_of_a_host_error_carries_the_mti():
     assert info.value.partial["t"] == "0200" and "4" not in info.value.partial
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="codec._decode copies pyiso8583's doc_dec into partial: the field that failed is in it "
-    "('11': '' here; raw nibbles such as '021F' for a bad pad), so the acquirer echoes '' and closes instead of replying 30",
-)
-def test_partial_leaves_out_the_field_that_failed_to_decode():
-    with pytest.raises(WireError) as info:
-        decode_terminal(SALE[:41])
-    assert "11" not in info.value.partial
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="partial holds values never validated: after a decode error the fields before it "
-    "(validation runs only on a whole message), after a validation error the fields behind it; "
-    "the acquirer echoes them into a 30 reply that does not decode",
-)
 @pytest.mark.parametrize(
-    "data",
+    "data, field",
     [
-        # F4 not numeric, F35 cut short: the decoder fails on F35, F4 was never checked.
-        patch(SALE, 37, bytes.fromhex("AB12"))[:60],
-        # F4 and F11 not numeric: validation stops at F4, F11 stays in partial.
-        patch(patch(SALE, 37, bytes.fromhex("AB12")), 40, bytes.fromhex("AB12")),
-        # MTI 0A00, F35 cut short: the MTI is only checked after a whole decode.
-        patch(SALE, 11, bytes.fromhex("0A00"))[:60],
+        (SALE[:41], "11"),  # cut short: pyiso8583 had '' for it
+        (SALE[:36], "4"),
+        (patch(SALE, 44, bytes.fromhex("021F")), "22"),  # a bad pad: pyiso8583 had the raw nibbles '021F'
+    ],
+    ids=["F11 cut", "F4 cut", "F22 pad nibble"],
+)
+def test_partial_leaves_out_the_field_that_failed_to_decode(data, field):
+    with pytest.raises(WireError) as info:
+        decode_terminal(data)
+    assert info.value.field == field
+    assert field not in info.value.partial
+    assert info.value.partial["t"] == "0200"
+
+
+def follows_the_terminal_spec(key: str, value: str) -> bool:
+    if key == "t":
+        return len(value) == 4 and value.isdigit()
+    kind = TERMINAL_FIELDS[int(key)][0]
+    if kind in ("n", "nl"):
+        return value == "" or value.isdigit()  # an empty variable field is allowed by the format
+    if kind == "z":
+        return all(c in "0123456789D" for c in value)
+    return True
+
+
+@pytest.mark.parametrize(
+    "data, present, absent",
+    [
+        # F4 not numeric, F35 cut short: the decoder fails on F35, F4 is checked all the same.
+        (patch(SALE, 37, bytes.fromhex("AB12"))[:60], {"t": "0200", "2": PAN, "3": "000000", "11": "000002"}, {"4", "35"}),
+        # F4 and F11 not numeric: validation stops at F4, F11 is left out too.
+        (patch(patch(SALE, 37, bytes.fromhex("AB12")), 40, bytes.fromhex("AB12")), {"t": "0200", "3": "000000", "41": TID}, {"4", "11"}),
+        # MTI 0A00, F35 cut short: no MTI to frame a reply with.
+        (patch(SALE, 11, bytes.fromhex("0A00"))[:60], {"3": "000000", "4": "000000008800", "11": "000002"}, {"t", "35"}),
     ],
     ids=["decode error after a bad F4", "validation error before a bad F11", "bad MTI then a decode error"],
 )
-def test_partial_holds_only_values_that_follow_the_spec(data):
+def test_partial_holds_only_values_that_follow_the_spec(data, present, absent):
     with pytest.raises(WireError) as info:
         decode_terminal(data)
     partial = info.value.partial
-    numeric = ("t", "3", "4", "11")
-    assert all(partial[k].isdigit() for k in numeric if k in partial), partial
+    assert all(follows_the_terminal_spec(k, v) for k, v in partial.items()), partial
+    assert {k: partial.get(k) for k in present} == present
+    assert not absent & set(partial), partial
 
 
 # -- encoding refuses what decoding refuses ------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="codec._encode does not validate: BCD fields are written with bytes.fromhex, so hex letters "
-    "in an n field or the MTI encode silently into a frame decode_terminal then rejects",
+@pytest.mark.parametrize(
+    "mti, fields, message, field",
+    [
+        ("0210", {"4": "00000000AB12"}, "field 4: not numeric ('00000000AB12')", "4"),
+        ("0A10", {"39": "30"}, "field MTI: '0A10' is not four digits", "t"),
+        ("021", {"39": "30"}, "field MTI: '021' is not four digits", "t"),
+        ("0210", {"11": "00AB12"}, "field 11: not numeric ('00AB12')", "11"),
+        ("0200", {"35": "6222020000000001DX0122010000000000"}, "field 35: not numeric ('<34 characters>')", "35"),
+    ],
+    ids=["F4 with hex letters", "MTI with a letter", "MTI of 3 digits", "F11 with hex letters", "track 2 with a letter"],
 )
-@pytest.mark.parametrize("mti, fields", [("0210", {"4": "00000000AB12"}), ("0A10", {"39": "30"}), ("0210", {"11": "00AB12"})])
-def test_terminal_encode_refuses_non_numeric_data(mti, fields):
-    with pytest.raises(WireError):
+def test_terminal_encode_refuses_non_numeric_data(mti, fields, message, field):
+    # BCD is written with bytes.fromhex: without this check, hex letters would encode silently.
+    with pytest.raises(WireError) as info:
         encode_terminal(Message(mti, fields))
+    assert (str(info.value), info.value.field) == (message, field)
+    assert_no_secrets(str(info.value))
 
 
-@pytest.mark.xfail(strict=True, reason="codec._encode does not validate n fields on the host legs either")
-def test_host_encode_refuses_non_numeric_data():
-    with pytest.raises(WireError, match="^field 4: "):
-        encode_host(Message("0200", {"4": "00000000AB12"}))
+@pytest.mark.parametrize(
+    "mti, fields, message",
+    [
+        ("0200", {"4": "00000000AB12"}, "field 4: not numeric ('00000000AB12')"),
+        ("02X0", {"4": "000000008800"}, "field MTI: '02X0' is not four digits"),
+        ("0200", {"2": PAN[:-1] + "A"}, "field 2: not numeric ('<16 characters>')"),
+        ("0200", {"35": PAN + "=3012201A"}, "field 35: not numeric ('<25 characters>')"),
+    ],
+    ids=["F4 with hex letters", "MTI with a letter", "PAN with a letter", "track 2 with a letter"],
+)
+def test_host_encode_refuses_non_numeric_data(mti, fields, message):
+    with pytest.raises(WireError) as info:
+        encode_host(Message(mti, fields))
+    assert str(info.value) == message
+    assert_no_secrets(str(info.value))
 
 
 def test_encode_names_the_field_that_does_not_fit():
@@ -242,13 +281,24 @@ def test_encode_names_the_field_that_does_not_fit():
 # -- length prefixes on the host legs -------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pyiso8583 parses ASCII length prefixes with int(), which takes '+9' and ' 9'; "
-    "the host spec is n LL/LLL, so such a frame should be refused (it re-encodes to different bytes)",
-)
-@pytest.mark.parametrize("prefix", [b"+9", b" 9"])
+@pytest.mark.parametrize("prefix", [b"+9", b" 9", b"9 "])
 def test_host_length_prefix_must_be_digits(prefix):
+    # pyiso8583 reads ASCII lengths with int(), which takes '+9', ' 9' and '9 '; such a frame
+    # would re-encode to other bytes, so the codec refuses it.
     data = b"0200" + bytes.fromhex("4000000000000000") + prefix + b"622202000"
-    with pytest.raises(WireError, match="^field 2: "):
+    with pytest.raises(WireError) as info:
         decode_host(data)
+    e = info.value
+    assert (str(e), e.field, e.position) == (f"field 2: length prefix {prefix!r} is not digits at position 12", "2", 12)
+    assert e.partial == {"t": "0200"}
+
+
+def test_host_lll_prefix_must_be_digits():
+    balance = "1002156C000000991200"
+    body = encode_host(Message("0210", {"39": "00", "54": balance}))
+    at = body.index(b"020" + balance.encode("ascii"))
+    with pytest.raises(WireError) as info:
+        decode_host(patch(body, at, b"+20"))
+    e = info.value
+    assert (str(e), e.field, e.position) == (f"field 54: length prefix b'+20' is not digits at position {at}", "54", at)
+    assert e.partial == {"t": "0210", "39": "00"}

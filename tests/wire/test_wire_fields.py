@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from posnet.wire import RC, WireError, response_mti, response_text
-from posnet.wire.codes import Kind, host_kind, terminal_kind
+from posnet.wire.codes import Kind, host_kind, is_request, terminal_kind
 from posnet.wire.fields import (
     F60,
     F61,
@@ -118,15 +118,11 @@ def test_f62_missing_names_field_62():
         parse_f62(None)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="fields.parse_f62 calls bytes.fromhex unguarded: non-hex or odd-length text raises a bare "
-    "ValueError, not the WireError naming field 62 that the module promises",
-)
-@pytest.mark.parametrize("value", ["XY" * 40, "0" * 81], ids=["letters", "odd length"])
+@pytest.mark.parametrize("value", ["XY" * 40, "0" * 81, "0" * 79 + " "], ids=["letters", "odd length", "a space"])
 def test_f62_that_is_not_hex_names_field_62(value):
-    with pytest.raises(WireError, match="^field 62: "):
+    with pytest.raises(WireError, match="^field 62: not hexadecimal key material$") as info:
         parse_f62(value)
+    assert info.value.field == "62"
 
 
 # -- F48 settlement totals ------------------------------------------------------
@@ -218,7 +214,9 @@ def test_malformed_track2_names_field_35_without_echoing_it(value, message):
     [
         ("0100", "0110"),
         ("0200", "0210"),
+        ("0201", "0210"),
         ("0220", "0230"),
+        ("0221", "0230"),
         ("0320", "0330"),
         ("0400", "0410"),
         ("0401", "0410"),
@@ -230,22 +228,19 @@ def test_malformed_track2_names_field_35_without_echoing_it(value, message):
     ],
 )
 def test_response_mti_is_the_request_plus_ten(request_mti, reply_mti):
+    assert is_request(request_mti)
     assert response_mti(request_mti) == reply_mti
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="codes.response_mti('0290') returns '02100': int('9') + 1 is 10, a 5-character MTI that "
-    "encode_terminal/encode_host refuse, so the acquirer and the issuer raise on any frame whose MTI's "
-    "third digit is 9",
-)
-@pytest.mark.parametrize("mti", ["0290", "0190", "9999"])
-def test_response_mti_of_an_mti_without_a_reply_is_four_digits_or_an_error(mti):
-    try:
-        reply = response_mti(mti)
-    except WireError:
-        return
-    assert len(reply) == 4 and reply.isdigit()
+# Replies, acknowledgements, MTIs with no reply (third digit 9, fourth beyond 1) and what is not an MTI.
+NOT_REQUESTS = ["0210", "0410", "0810", "0830", "0230", "0290", "0190", "9999", "0202", "0205", "02X0", "020", "02000", ""]
+
+
+@pytest.mark.parametrize("mti", NOT_REQUESTS)
+def test_an_mti_that_is_not_a_request_has_no_reply_mti(mti):
+    assert not is_request(mti)
+    with pytest.raises(ValueError, match="is not a request: no reply MTI$"):
+        response_mti(mti)
 
 
 def test_response_text_in_chinese_and_english():

@@ -3,7 +3,8 @@ round trip, and the bytes are the ones a real CUP terminal sends.
 
 Layout of a frame (DOMAIN.md §2): 2-byte length (added by ``frame()``), TPDU
 (5), header (6), BCD MTI (2), binary bitmap (8), fields. Numbers are BCD,
-left-aligned and right-padded with ``0`` when odd; LL/LLL prefixes are BCD
+left-aligned and right-padded with ``0`` when odd, but for F23 (card sequence
+number), right-aligned as real terminals send it; LL/LLL prefixes are BCD
 and count digits for numeric fields, bytes for the rest.
 """
 
@@ -412,15 +413,26 @@ def test_real_sale_reply_decodes_byte_for_byte():
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="specs.py right-pads every odd BCD field; real terminals send F23 (card sequence number, n3) "
-    "left-padded, 0x00 0x01 for 001, so a real chip sale fails with 'field 23: Field data is 4 nibbles, expecting 3'",
-)
 def test_real_chip_sale_with_card_sequence_number_decodes():
+    # Real terminals send F23 (card sequence number, n3) right-aligned: 00 01 for 001.
     msg = decode_terminal(HEAD + WHTY_CHIP_SALE_BODY)
     assert msg["23"] == "001"
     assert msg["22"] == "071"  # contactless, PIN entered: right-padded as everywhere else
     assert msg["35"] == "6217857600008050804D23082201000082300"
     assert msg["60"] == "220000010006"
     assert msg["55"].startswith("9F2608")
+    assert encode_terminal(Message(msg.mti, dict(msg.fields), tpdu=TPDU, header=HEADER)) == HEAD + WHTY_CHIP_SALE_BODY
+
+
+@pytest.mark.parametrize("value, data", [("001", "0001"), ("123", "0123"), ("999", "0999")])
+def test_card_sequence_number_is_right_aligned(value, data):
+    body = encode_terminal(Message("0200", {"22": "051", "23": value}))
+    assert body.endswith(bytes.fromhex("0510" + data))  # F22 right-padded, F23 left-padded
+    assert decode_terminal(body)["23"] == value
+
+
+def test_card_sequence_number_with_a_pad_nibble_other_than_0_is_refused():
+    body = encode_terminal(Message("0200", {"23": "001"}))
+    assert decode_terminal(body[:-2] + bytes.fromhex("0010"))["23"] == "010"  # 00 10 is 010, not 001
+    with pytest.raises(WireError, match="^field 23: Field data is 4 nibbles, expecting 3 at position 21$"):
+        decode_terminal(body[:-2] + bytes.fromhex("1001"))
