@@ -334,8 +334,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(fn=cmd_demo)
 
     from .runtime import chaos
+    from .sim import cli as sim_cli
 
     chaos.register_cli(sub)
+    sim_cli.register_cli(sub)
     return p
 
 

@@ -33,6 +33,7 @@ START_MS = 1_795_485_600_000  # 2026-11-24 10:00 China Standard Time
 THINK_MS = (1, 40)  # pause between two steps of traffic
 QUIESCE_MS = 15 * 60_000  # long enough for every timeout and every store-and-forward retry
 HOLD_EXPIRY_PASSED_MS = 49 * 3600_000
+CHECK_EVERY = 50  # transactions between two checks of the books during the traffic
 
 
 @dataclass
@@ -110,6 +111,9 @@ def _traffic(world: World, net, p: FaultProfile, n: int, rng: random.Random, kin
         world.submit(term, Command(name, args))
         world.run()
         issued += 1
+        if issued % CHECK_EVERY == 0:
+            for i in net.issuers:  # rule 1 holds at every step, not only at the end
+                world.parties[f"issuer-{i['name']}"].core.ledger.check_invariants()
         # Party faults, drawn once per transaction started.
         r_host, r_power, victim_host, victim_term = rng.random(), rng.random(), rng.choice(hosts), rng.choice(terminals)
         if r_host < p.host_crash and victim_host not in down:
