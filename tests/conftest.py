@@ -24,7 +24,7 @@ def demo_net(demo_config_path):
 @pytest.fixture
 def world(demo_net):
     """The demo network's cores in one process, no sockets, the clock at NOW_MS."""
-    from posnet.sim.network import build_world
+    from posnet.sim.scenario import build as build_world
 
     return build_world(demo_net, NOW_MS)
 
