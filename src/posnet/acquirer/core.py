@@ -495,10 +495,16 @@ class Acquirer:
 
     def _complete(self, p: _Pending, reply: Message, now_ms: int) -> list[Effect]:
         rc = reply.get(39) or RC.SYSTEM_MALFUNCTION
-        if rc == RC.MAC_ERROR:
-            rc = RC.SYSTEM_MALFUNCTION  # a MAC error between hosts; the terminal's own keys are fine
         effects: list[Effect] = []
         txn = self.txns.get(p.rrn)
+        if rc == RC.MAC_ERROR:
+            # A MAC error between hosts answers one copy of the request; another copy may have got
+            # through and been approved. The outcome is unknown: the terminal hears 96 (its own keys
+            # are fine) and what might have moved money is reversed upstream.
+            effects.append(Trace(p.rrn, "MAC error on the host leg: outcome unknown, reversed", {}))
+            if txn is not None and txn["reversible"]:
+                effects += self._reverse_upstream(txn, now_ms)
+            return effects + [self._answer(p.source, p.request, RC.SYSTEM_MALFUNCTION, extra={"37": p.rrn})]
         if txn is not None:
             txn["status"] = "approved" if rc == RC.APPROVED else "declined"
             txn["auth_code"] = reply.get(38) or ""
