@@ -47,12 +47,69 @@ import os
 import platform
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 import tomllib
 from pathlib import Path
+
+SNAPSHOT_ENV = (
+    "POSNET_BENCH_AT"  # "<commit> <folder>" once re-run on a snapshot of src/posnet
+)
+
+
+def _run_at_commit() -> None:
+    """--at REV: run this bench, and every party it starts, on src/posnet as of REV.
+
+    Other people commit and edit in the same checkout; a snapshot keeps one
+    version under every run of an invocation. The snapshot is a `git archive`
+    of src/posnet in a temporary folder, put first on PYTHONPATH (which the
+    party processes inherit), and this script is run again on it.
+    """
+    argv = sys.argv[1:]
+    rev = None
+    for i, a in enumerate(argv):
+        if a == "--at" and i + 1 < len(argv):
+            rev = argv[i + 1]
+        elif a.startswith("--at="):
+            rev = a.split("=", 1)[1]
+    if rev is None or os.environ.get(SNAPSHOT_ENV):
+        return
+    import io
+    import tarfile
+
+    repo = Path(__file__).resolve().parents[1]
+    git = ["git", "-C", str(repo)]
+    commit = subprocess.run(
+        [*git, "rev-parse", "--verify", f"{rev}^{{commit}}"],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    if commit.returncode != 0:
+        raise SystemExit(f"auth_bench: --at {rev}: not a commit of {repo}")
+    commit_id = commit.stdout.strip()
+    folder = Path(tempfile.mkdtemp(prefix=f"posnet-src-{commit_id[:8]}-"))
+    tar = subprocess.run(
+        [*git, "archive", commit_id, "src/posnet"], capture_output=True, check=True
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(tar)) as t:
+        t.extractall(folder, filter="data")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(folder / "src"), env.get("PYTHONPATH", "")) if p
+    )
+    env[SNAPSHOT_ENV] = f"{commit_id} {folder}"
+    sys.stdout.flush()
+    os.execve(
+        sys.executable, [sys.executable, str(Path(__file__).resolve()), *argv], env
+    )
+
+
+if __name__ == "__main__":
+    _run_at_commit()
 
 from posnet import config as cfg
 from posnet.cli import start_network, stop_network
@@ -648,6 +705,10 @@ def source_version() -> str:
     """The commit of the posnet being measured, and whether src/ differs from it."""
     import posnet
 
+    if os.environ.get(SNAPSHOT_ENV):
+        commit_id, folder = os.environ[SNAPSHOT_ENV].split(" ", 1)
+        return f"commit {commit_id[:7]} exactly (git archive in {folder}; posnet imported from {posnet.__file__})"
+
     src = Path(posnet.__file__).resolve().parent
     try:
         head = subprocess.run(
@@ -661,10 +722,10 @@ def source_version() -> str:
             capture_output=True,
             text=True,
             check=True,
-        ).stdout.strip()
+        ).stdout  # not stripped: a porcelain line starts with its status columns
     except (OSError, subprocess.CalledProcessError):
         return f"{src} (not a git checkout)"
-    changed = [line[3:] for line in dirty.splitlines()]
+    changed = [line[3:] for line in dirty.splitlines() if line.strip()]
     shown = ", ".join(changed[:5]) + (" …" if len(changed) > 5 else "")
     return f"commit {head}" + (
         f", src/posnet differs from it: {shown}" if changed else ""
@@ -730,6 +791,11 @@ def parse_args(argv=None):
         type=int,
         default=3,
         help="runs at most per row with --max-others (default 3)",
+    )
+    p.add_argument(
+        "--at",
+        metavar="REV",
+        help="measure src/posnet as committed at REV (a snapshot), not the working tree",
     )
     p.add_argument(
         "--config",
@@ -852,7 +918,15 @@ def run_own_network(args, n: int, directory: Path) -> dict | None:
 def main(argv=None) -> int:
     global NO_UVLOOP
     args = parse_args(argv)
+    if os.environ.get(SNAPSHOT_ENV) and os.environ[SNAPSHOT_ENV].split(" ", 1)[
+        1
+    ].startswith(tempfile.gettempdir()):
+        import atexit
+
+        atexit.register(shutil.rmtree, os.environ[SNAPSHOT_ENV].split(" ", 1)[1], True)
     NO_UVLOOP = args.no_uvloop
+    # SIGTERM ends the bench like Ctrl-C: the parties it started are stopped on the way out.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     ns = [
         int(x)
         for x in args.terminals.split(",")
