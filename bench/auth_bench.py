@@ -60,7 +60,7 @@ SNAPSHOT_ENV = (
 )
 
 
-def _run_at_commit() -> None:
+def run_at_commit(script: Path) -> None:
     """--at REV: run this bench, and every party it starts, on src/posnet as of REV.
 
     Other people commit and edit in the same checkout; a snapshot keeps one
@@ -103,13 +103,19 @@ def _run_at_commit() -> None:
     )
     env[SNAPSHOT_ENV] = f"{commit_id} {folder}"
     sys.stdout.flush()
-    os.execve(
-        sys.executable, [sys.executable, str(Path(__file__).resolve()), *argv], env
-    )
+    os.execve(sys.executable, [sys.executable, str(script.resolve()), *argv], env)
+
+
+def remove_snapshot_at_exit() -> None:
+    at = os.environ.get(SNAPSHOT_ENV)
+    if at and at.split(" ", 1)[1].startswith(tempfile.gettempdir()):
+        import atexit
+
+        atexit.register(shutil.rmtree, at.split(" ", 1)[1], True)
 
 
 if __name__ == "__main__":
-    _run_at_commit()
+    run_at_commit(Path(__file__))
 
 from posnet import config as cfg
 from posnet.cli import start_network, stop_network
@@ -918,12 +924,7 @@ def run_own_network(args, n: int, directory: Path) -> dict | None:
 def main(argv=None) -> int:
     global NO_UVLOOP
     args = parse_args(argv)
-    if os.environ.get(SNAPSHOT_ENV) and os.environ[SNAPSHOT_ENV].split(" ", 1)[
-        1
-    ].startswith(tempfile.gettempdir()):
-        import atexit
-
-        atexit.register(shutil.rmtree, os.environ[SNAPSHOT_ENV].split(" ", 1)[1], True)
+    remove_snapshot_at_exit()
     NO_UVLOOP = args.no_uvloop
     # SIGTERM ends the bench like Ctrl-C: the parties it started are stopped on the way out.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))

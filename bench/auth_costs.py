@@ -33,7 +33,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from auth_bench import bench_config_text, machine_line
+import auth_bench
+
+if __name__ == "__main__":
+    auth_bench.run_at_commit(Path(__file__))
+
+from auth_bench import (
+    bench_config_text,
+    machine_line,
+    remove_snapshot_at_exit,
+    source_version,
+)
 
 from posnet import config as cfg
 from posnet.demo import demo_config_text
@@ -103,8 +113,15 @@ def per_call_us(fn, n: int) -> float:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sales", type=int, default=3000)
+    p.add_argument(
+        "--at",
+        metavar="REV",
+        help="measure src/posnet as committed at REV (a snapshot)",
+    )
     args = p.parse_args(argv)
+    remove_snapshot_at_exit()
     print(f"machine: {machine_line()}")
+    print(f"posnet: {source_version()}")
     tmp = Path(tempfile.mkdtemp(prefix="posnet-costs-"))
 
     # 1. the cores alone
