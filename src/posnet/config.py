@@ -281,6 +281,8 @@ def terminal_config(net: Network, terminal_id: str | None) -> tuple[TerminalConf
             acquirer_name=net.acquirer.get("name", "POSNET"),
             response_timeout_ms=int(t.get("response_timeout_ms", 30_000)),
             reverse_at_once=bool(t.get("reverse_at_once", False)),
+            reversal_attempts=int(t.get("reversal_attempts", 3)),
+            auto_sign_on=bool(t.get("auto_sign_on", True)),
         ),
         t["tmk"],
     )

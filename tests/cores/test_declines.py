@@ -121,3 +121,18 @@ def test_an_issuer_that_is_not_connected_means_91(signed_on, card):
     signed_on.parties["switch"].core.connected.discard("bank-a")
     out = signed_on.command(POS, "sale", card=card, pin="123456", amount_fen=100)
     assert out.done.response_code == "91"
+
+
+def test_after_a0_the_next_function_signs_on_again_first(signed_on, card):
+    terminal = signed_on.parties[POS].core
+    terminal.keys["mak"] = terminal.hsm.generate_key()
+    assert signed_on.command(POS, "sale", card=card, pin="123456", amount_fen=100).done.response_code == "A0"
+    out = signed_on.command(POS, "sale", card=card, pin="123456", amount_fen=100)
+    assert out.displays[0] == "重新签到 SIGNING ON AGAIN"
+    assert out.done.ok and terminal.signed_on
+
+
+def test_after_a_sign_off_the_operator_signs_on(signed_on, card):
+    signed_on.command(POS, "sign-off")
+    out = signed_on.command(POS, "sale", card=card, pin="123456", amount_fen=100)
+    assert not out.done.ok and "PLEASE SIGN ON" in out.displays[-1]

@@ -55,6 +55,7 @@ class TerminalConfig:
     response_timeout_ms: int = 30_000
     reversal_attempts: int = 3
     reverse_at_once: bool = False  # send the reversal right after a failure, not before the next transaction
+    auto_sign_on: bool = True  # after a 77 or A0, sign on again by itself before the next function
     print_copies: tuple[str, ...] = (MERCHANT_COPY, CARDHOLDER_COPY)
 
 
@@ -170,6 +171,11 @@ class Terminal:
             return [Display("终端忙 TERMINAL BUSY"), Done(False, result={"error": "busy"})]
         self._auto_reversed = False
         if cmd.name not in ("sign-on", "echo") and not self.signed_on:
+            if self.keys.get("sign_on_again") and self.config.auto_sign_on and self.keys.get("tmk"):
+                # The host asked for a new sign-on (77, A0): do it, then the function.
+                ex = self._build_sign_on({}, now_ms)
+                ex.extra["then"] = cmd
+                return [Display("重新签到 SIGNING ON AGAIN")] + self._send(ex, now_ms)
             return [Display("请先签到 PLEASE SIGN ON"), Done(False, result={"error": "not signed on"})]
         if cmd.name == "send-reversal":
             return self._manual_reversal(now_ms)
@@ -395,7 +401,7 @@ class Terminal:
             self.reversals.pop(ex.request["11"], None)
             effects.append(Delete("reversal", ex.request["11"]))
         if rc in (RC.SIGN_ON_AGAIN, RC.MAC_ERROR):
-            self.keys["signed_on"] = False
+            self.keys.update(signed_on=False, sign_on_again=True)
             effects.append(self._put_keys())
         handler = getattr(self, "_on_" + ex.kind.replace("-", "_"))
         return effects + handler(ex, reply, now_ms)
@@ -420,15 +426,17 @@ class Terminal:
             tdk = self.hsm.import_key(self.keys["tmk"], keys.tdk, keys.tdk_kcv) if keys.tdk else None
         except (WireError, KeyCheckError) as e:
             return [Display(f"签到失败,密钥校验错 KEY CHECK FAILED: {e}"), Done(False, result={"error": "key check"})]
-        self.keys.update(pik=pik, mak=mak, tdk=tdk, signed_on=True)
+        self.keys.update(pik=pik, mak=mak, tdk=tdk, signed_on=True, sign_on_again=False)
         f60 = parse_f60(reply.get(60))
         self.counters["batch_no"] = f60.batch_no
-        return [
+        effects: list[Effect] = [
             self._put_keys(),
             self._put_counters(),
             Display(f"签到成功 SIGNED ON  批次号 BATCH {f60.batch_no}"),
-            Done(True, RC.APPROVED, {"batch_no": f60.batch_no}),
         ]
+        if "then" in ex.extra:
+            return effects + self._command(ex.extra["then"], now_ms)
+        return effects + [Done(True, RC.APPROVED, {"batch_no": f60.batch_no})]
 
     def _on_sign_off(self, ex, reply, now_ms) -> list[Effect]:
         self.keys.update(signed_on=False, pik=None, mak=None, tdk=None)
@@ -534,7 +542,7 @@ class Terminal:
         if ex.kind == "reversal":
             return effects + self._reversal_not_done(ex, now_ms, text)
         if sign_on_again:
-            self.keys["signed_on"] = False
+            self.keys.update(signed_on=False, sign_on_again=True)
             effects.append(self._put_keys())
         record = self.reversals.get(ex.request["11"]) if ex.reversible else None
         if record is not None:
