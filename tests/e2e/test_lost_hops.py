@@ -143,3 +143,66 @@ def test_corrupted_frames_never_charge_a_sale_the_terminal_did_not_approve(chaos
     finally:
         chaos(control, "/heal")
         driver.close()
+
+
+def test_a_reversal_that_fails_three_times_prints_a_fault_slip_and_is_delivered_later(chaos_network):
+    net, control = chaos_network
+    driver = TerminalDriver(net, "10000001")
+    try:
+        assert driver.run("sign-on").done.ok
+        driver.run("inquiry", card=CARD, pin="123456")
+        assert wait_until(lambda: held(net) == 0)
+        chaos(control, "/proxies/terminal-acquirer/faults", {"direction": "down", "drop_next": 1})
+        assert not driver.run("sale", card=CARD, pin="123456", amount_fen=5500).done.ok
+        assert held(net) == 5500
+        chaos(control, "/proxies/terminal-acquirer/faults", {"direction": "up", "black_hole": True})
+        out = driver.run("inquiry", card=CARD, pin="123456")
+        assert "冲正不成功,请联系服务商 REVERSAL FAILED, CONTACT SERVICE PROVIDER" in out.displays
+        assert any("冲正不成功,请人工处理" in s.text() and "NOT A RECEIPT" in s.text() for s in out.slips)
+        assert driver.core.reversal is not None and driver.core.reversal["failed"], "the record is kept"
+        assert held(net) == 5500
+        chaos(control, "/heal")
+        assert driver.run("inquiry", card=CARD, pin="123456").done.ok
+        assert driver.core.reversal is None
+        assert wait_until(lambda: held(net) == 0), "delivered later, the hold is released"
+    finally:
+        chaos(control, "/heal")
+        driver.close()
+
+
+def test_a_late_approval_after_the_acquirers_timeout_is_reversed(chaos_network):
+    net, control = chaos_network
+    driver = TerminalDriver(net, "10000001")
+    try:
+        assert driver.run("sign-on").done.ok
+        driver.run("inquiry", card=CARD, pin="123456")
+        assert wait_until(lambda: held(net) == 0)
+        chaos(control, "/proxies/acquirer-switch/faults", {"direction": "down", "delay_ms": 2000})
+        sale = driver.run("sale", card=CARD, pin="123456", amount_fen=7700)
+        assert sale.done.response_code == "98" and sale.slips == []
+        time.sleep(2.5)  # the approval arrives at the acquirer, late
+        chaos(control, "/heal")
+        assert wait_until(lambda: held(net) == 0)
+    finally:
+        chaos(control, "/heal")
+        driver.close()
+
+
+def test_a_duplicated_request_gets_one_answer_and_one_hold(chaos_network):
+    net, control = chaos_network
+    driver = TerminalDriver(net, "10000001")
+    try:
+        assert driver.run("sign-on").done.ok
+        driver.run("inquiry", card=CARD, pin="123456")
+        assert wait_until(lambda: held(net) == 0)
+        chaos(control, "/proxies/terminal-acquirer/faults", {"direction": "up", "duplicate": 1.0})
+        sale = driver.run("sale", card=CARD, pin="123456", amount_fen=3300)
+        chaos(control, "/heal")
+        assert sale.done.ok
+        time.sleep(0.5)
+        assert held(net) == 3300, "charged once"
+        assert driver.run("void", voucher_no=int(sale.done.result["voucher_no"])).done.ok
+        assert wait_until(lambda: held(net) == 0)
+    finally:
+        chaos(control, "/heal")
+        driver.close()
