@@ -205,8 +205,14 @@ def acquirer_config(net: Network, hsm: SecurityModule) -> AcquirerConfig:
         zpk=hsm.import_clear_key(a["zpk"]),
         zak=hsm.import_clear_key(a["zak"]),
         merchants={
-            m["merchant_id"]: Merchant(m["merchant_id"], m["name"], str(m.get("mcc", "5411")))
-            for m in a.get("merchants", [])
+            m["merchant_id"]: Merchant(
+                m["merchant_id"],
+                m["name"],
+                str(m.get("mcc", "5411")),
+                fee_rate_bp=int(m.get("fee_rate_bp", 60)),
+                account_id=int(m.get("account", 1000 + n)),
+            )
+            for n, m in enumerate(a.get("merchants", []))
         },
         terminals={
             t["terminal_id"]: TerminalEntry(t["terminal_id"], t["merchant_id"], hsm.import_clear_key(t["tmk"]))

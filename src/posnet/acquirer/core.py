@@ -9,7 +9,7 @@ and answers the terminal when the switch answers — or 98 when it does not.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .. import timefmt
@@ -18,6 +18,7 @@ from ..effects import (
     Close,
     Command,
     Effect,
+    LedgerWrite,
     LinkDown,
     LinkUp,
     Put,
@@ -28,13 +29,16 @@ from ..effects import (
     Trace,
     mask_pan,
 )
+from ..ledger import Account, CreateTransferResult, Ledger, chart
+from ..ledger.ids import derive_id
+from . import settlement
 from ..forwarding import TIMER_PREFIX, ForwardingLimits, StoreAndForward
 from ..links import LinkLimits, LinkWatch
 from ..security import PinBlockFormatError, SecurityModule
 from ..wire import RC, Kind, Message, NetworkCode, WireError, response_mti
 from ..wire.codec import decode_host, decode_terminal, encode_host, encode_terminal, reply_tpdu
 from ..wire.codes import is_request, terminal_kind
-from ..wire.fields import F60, OriginalData, WorkingKeys, parse_f60, parse_f61, track2_for_host
+from ..wire.fields import F60, OriginalData, WorkingKeys, parse_f60, parse_f61, parse_settlement_totals, track2_for_host
 
 SWITCH = "switch"
 HOST_TIMER_PREFIX = "host:"
@@ -50,6 +54,8 @@ REQUIRED: dict[Kind, tuple[str, ...]] = {
     Kind.VOID: ("3", "4", "11", "22", "25", "37", "41", "42", "49", "60", "61", "64"),
     Kind.REFUND: ("3", "4", "11", "22", "25", "37", "41", "42", "49", "60", "61", "64"),
     Kind.REVERSAL: ("3", "11", "39", "41", "42", "60", "64"),
+    Kind.SETTLEMENT: ("11", "41", "42", "48", "49", "60", "64"),
+    Kind.BATCH_UPLOAD: ("11", "41", "42", "48", "60", "64"),
 }
 CARD_KINDS = (Kind.INQUIRY, Kind.SALE, Kind.VOID, Kind.REFUND)
 
@@ -59,6 +65,8 @@ class Merchant:
     merchant_id: str
     name: str
     mcc: str = "5411"
+    fee_rate_bp: int = 60  # the merchant's fee (手续费), basis points of its sales: 0.60 %
+    account_id: int = settlement.MERCHANT_ACCOUNT_BASE
 
 
 @dataclass(frozen=True)
@@ -91,9 +99,11 @@ class _Pending:
 
 
 class Acquirer:
-    def __init__(self, config: AcquirerConfig, hsm: SecurityModule):
+    def __init__(self, config: AcquirerConfig, hsm: SecurityModule, ledger: Ledger | None = None):
         self.config = config
         self.hsm = hsm
+        self.ledger = ledger or Ledger()
+        self.settlements: dict[str, dict[str, Any]] = {}  # "TID:batch" -> the batch's settlement
         self.terminals: dict[str, dict[str, Any]] = {}  # TID -> signed_on, keys, batch
         self.counters: dict[str, int] = {"stan": 0, "rrn": 0}
         self.txns: dict[str, dict[str, Any]] = {}  # RRN -> transaction
@@ -112,7 +122,8 @@ class Acquirer:
         self.txns = {k: dict(v) for k, v in tables.get("txns", {}).items()}
         self._by_trace = {(t["terminal_id"], t["batch_no"], t["trace_no"]): rrn for rrn, t in self.txns.items()}
         self.reversed_unknown = {k: v["date_mmdd"] for k, v in tables.get("reversed_unknown", {}).items()}
-        effects = self.saf.restore(tables.get("saf", {}), now_ms)
+        self.settlements = {k: dict(v) for k, v in tables.get("settlements", {}).items()}
+        effects = self.saf.restore(tables.get("saf", {}), now_ms) + self._open_books(now_ms)
         # A request whose answer was never heard is owed a reversal upstream (store and forward).
         for rrn, t in self.txns.items():
             if t["status"] == "pending":
@@ -122,6 +133,17 @@ class Acquirer:
                     t["status"] = "timed-out"
                     effects.append(Put("txns", rrn, t))
         return effects
+
+    def _open_books(self, now_ms: int) -> list[Effect]:
+        """The acquirer's accounts: its own, and one per merchant (docs/ledger.md)."""
+        accounts = settlement.system_accounts() + [
+            Account(m.account_id, chart.CNY, chart.ACQUIRER_MERCHANT) for m in self.config.merchants.values()
+        ]
+        new = [a for a in accounts if self.ledger.account(a.id) is None]
+        if new:
+            self.ledger.create_accounts(new, now_ms)
+        changes = self.ledger.take_changes()
+        return [LedgerWrite(changes)] if changes else []
 
     def _terminal_state(self, tid: str) -> dict[str, Any]:
         return self.terminals.setdefault(tid, {"signed_on": False, "pik": None, "mak": None, "batch_no": "000001"})
@@ -136,6 +158,11 @@ class Acquirer:
     # -- inputs -------------------------------------------------------------
 
     def handle(self, event, now_ms: int) -> list[Effect]:
+        effects = self._handle(event, now_ms)
+        changes = self.ledger.take_changes()
+        return [LedgerWrite(changes), *effects] if changes else effects
+
+    def _handle(self, event, now_ms: int) -> list[Effect]:
         if isinstance(event, Received):
             if event.source == SWITCH:
                 return self._from_switch(event.frame, now_ms)
@@ -203,6 +230,10 @@ class Acquirer:
             return [Put("terminals", tid, state), self._answer(source, req, RC.APPROVED, mac=False)]
         if kind is Kind.REVERSAL:
             return self._terminal_reversal(source, req, f60, now_ms)
+        if kind is Kind.SETTLEMENT:
+            return self._settlement(source, req, f60, now_ms)
+        if kind is Kind.BATCH_UPLOAD:
+            return self._batch_upload(source, req, f60, now_ms)
         if kind in CARD_KINDS:
             return self._financial(source, req, kind, f60, now_ms)
         return [self._answer(source, req, RC.FUNCTION_NOT_SUPPORTED)]
@@ -472,6 +503,99 @@ class Acquirer:
         if txn["status"] == "pending":
             txn["status"] = "reversed"
         return [Put("txns", txn["rrn"], txn)] + self.saf.enqueue(key, msg, self._encode_host, now_ms)
+
+    # -- settlement (结算) ---------------------------------------------------
+
+    def _settlement(self, source: str, req: Message, f60: F60, now_ms: int) -> list[Effect]:
+        tid, batch = req["41"], f60.batch_no
+        key = f"{tid}:{batch}"
+        rec = self.settlements.get(key)
+        if rec is not None:  # the same settlement again (its answer was lost): the same answer
+            return [self._answer(source, req, RC.APPROVED, extra={"48": rec["reply_f48"]})]
+        state = self._terminal_state(tid)
+        if batch != state["batch_no"]:
+            return [Trace("", "settlement of a batch that is not open", {"tid": tid, "batch": batch}),
+                    self._answer(source, req, RC.INVALID_TRANSACTION)]
+        theirs, _foreign = parse_settlement_totals(req.get(48))
+        txns = self._batch_txns(tid, batch)
+        ours = settlement.batch_totals(txns)
+        result = settlement.BALANCED if ours == theirs else settlement.UNBALANCED
+        f48 = req["48"]
+        reply_f48 = f48[:30] + result + f48[31:61] + settlement.BALANCED + f48[62:]
+        rec = {
+            "terminal_id": tid,
+            "merchant_id": req["42"],
+            "batch_no": batch,
+            "result": result,
+            "ours": asdict(ours),
+            "theirs": asdict(theirs),
+            "uploaded": {},
+            "status": "uploading",
+            "reply_f48": reply_f48,
+        }
+        self.settlements[key] = rec
+        effects: list[Effect] = [Trace(f"{tid}:{batch}", "settlement", {"result": "balanced" if result == "1" else "unbalanced"})]
+        if result == settlement.BALANCED:
+            effects += self._close_batch(rec, now_ms)
+        effects.append(Put("settlements", key, rec))
+        return effects + [self._answer(source, req, RC.APPROVED, extra={"48": reply_f48})]
+
+    def _batch_upload(self, source: str, req: Message, f60: F60, now_ms: int) -> list[Effect]:
+        """批上送: the terminal's transactions, so the difference can be reported; the end message closes the batch."""
+        key = f"{req['41']}:{f60.batch_no}"
+        rec = self.settlements.get(key)
+        if rec is None:
+            return [self._answer(source, req, RC.ORIGINAL_NOT_FOUND)]
+        effects: list[Effect] = []
+        if f60.network_code == NetworkCode.BATCH_UPLOAD_END:
+            if rec["status"] != "settled":
+                theirs = {f"{i['type']}:{i['trace_no']}": i for i in rec["uploaded"].values()}
+                ours = {
+                    f"{settlement.TYPE_CODES[t['kind']]}:{t['trace_no']}": t
+                    for t in self._batch_txns(rec["terminal_id"], rec["batch_no"])
+                    if t["status"] in ("approved", "voided")
+                }
+                rec["differences"] = {
+                    "terminal_only": sorted(set(theirs) - set(ours)),
+                    "acquirer_only": sorted(set(ours) - set(theirs)),
+                }
+                effects += self._close_batch(rec, now_ms)
+                effects.append(Trace(key, "batch upload ended: settled on the acquirer's record", rec["differences"]))
+        else:
+            try:
+                items = settlement.parse_batch_items(req["48"])
+            except ValueError as e:
+                return [self._answer(source, req, RC.FORMAT_ERROR), Trace(key, "bad batch upload", {"error": str(e)})]
+            for item in items:
+                rec["uploaded"][f"{item['type']}:{item['trace_no']}"] = item
+        return effects + [Put("settlements", key, rec), self._answer(source, req, RC.APPROVED)]
+
+    def _batch_txns(self, tid: str, batch: str) -> list[dict[str, Any]]:
+        return [t for t in self.txns.values() if t["terminal_id"] == tid and t["batch_no"] == batch]
+
+    def _close_batch(self, rec: dict[str, Any], now_ms: int) -> list[Effect]:
+        """Settle on the acquirer's own record: credit the merchant net of its fee, present to the
+        scheme, open the terminal's next batch."""
+        tid, batch = rec["terminal_id"], rec["batch_no"]
+        txns = self._batch_txns(tid, batch)
+        merchant = self.config.merchants[rec["merchant_id"]]
+        credit = settlement.merchant_credit(txns, merchant.fee_rate_bp)
+        batch_key = f"{self.config.institution_id}:{tid}:{batch}"
+        transfers = settlement.credit_transfers(batch_key, merchant.account_id, credit, derive_id)
+        results = self.ledger.create_transfers(transfers, now_ms) if transfers else []
+        assert all(r in (CreateTransferResult.OK, CreateTransferResult.EXISTS) for r in results), results
+        rec.update(status="settled", credit=asdict(credit), settled_mmdd=timefmt.mmdd(now_ms))
+        effects: list[Effect] = []
+        for t in txns:
+            # Voided sales and their voids cancel out (the hold was released online): not presented.
+            if t["status"] == "approved" and t["kind"] in ("sale", "refund"):
+                p = settlement.presentment(t, self.config.institution_id, rec["settled_mmdd"])
+                effects.append(Put("presentments", t["rrn"], p))
+        state = self._terminal_state(tid)
+        state["batch_no"] = f"{int(batch) % 999_999 + 1:06d}"
+        effects.append(Put("terminals", tid, state))
+        effects.append(Trace(f"{tid}:{batch}", "batch settled", {"merchant": merchant.merchant_id, **asdict(credit)}))
+        return effects
 
     # -- host leg -----------------------------------------------------------
 

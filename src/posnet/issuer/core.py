@@ -11,7 +11,6 @@ on its own when nobody claims it.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +18,7 @@ from .. import timefmt
 from ..effects import Effect, LedgerWrite, Put, Received, SetTimer, Send, TimerFired, Trace, mask_pan
 from ..ledger import Account, AccountFlags, CreateTransferResult, Ledger, Transfer, TransferFlags
 from ..ledger import chart
+from ..ledger.ids import derive_id
 from ..security import PinBlockFormatError, SecurityModule
 from ..wire import RC, Kind, Message, WireError, response_mti
 from ..wire.codec import decode_host, encode_host
@@ -61,11 +61,6 @@ class IssuerConfig:
 
 
 STATUS_RC = {"lost": RC.LOST_CARD, "stolen": RC.STOLEN_CARD, "blocked": RC.RESTRICTED_CARD}
-
-
-def derive_id(*parts: str) -> int:
-    """A 128-bit transfer id from a transaction's natural key: a retry maps to the same id."""
-    return int.from_bytes(hashlib.sha256(":".join(parts).encode()).digest()[:16], "big") or 1
 
 
 class Issuer:

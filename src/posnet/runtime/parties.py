@@ -62,8 +62,8 @@ def open_party(net: cfg.Network, party: str) -> tuple[PartyNode, list[Any]]:
     ep = net.endpoint(party)
     links: list[LinkSpec] = []
     if party == "acquirer":
-        store = PartyStore(location, schema=schema)
-        core: Any = Acquirer(cfg.acquirer_config(net, hsm), hsm)
+        store = PartyStore(location, with_ledger=True, schema=schema)
+        core: Any = Acquirer(cfg.acquirer_config(net, hsm), hsm, store.load_ledger())
         links.append(LinkSpec("switch", *chaos.upstream_endpoint(net, "acquirer", "switch")))
         restore = core.restore(store.load(), now_ms())
     elif party == "switch":
