@@ -302,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("sign-off", "签退"),
         ("echo", "回响测试"),
         ("send-reversal", "手工冲正: send the pending reversal now, also one whose attempts ran out"),
+        ("settle", "结算: settle the batch with the acquirer, print the slip, open the next batch"),
     ):
         fns.add_parser(name, help=help_)
 

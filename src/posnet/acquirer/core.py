@@ -38,7 +38,19 @@ from ..security import PinBlockFormatError, SecurityModule
 from ..wire import RC, Kind, Message, NetworkCode, WireError, response_mti
 from ..wire.codec import decode_host, decode_terminal, encode_host, encode_terminal, reply_tpdu
 from ..wire.codes import is_request, terminal_kind
-from ..wire.fields import F60, OriginalData, WorkingKeys, parse_f60, parse_f61, parse_settlement_totals, track2_for_host
+from ..wire.fields import (
+    F60,
+    OriginalData,
+    WorkingKeys,
+    BALANCED,
+    BATCH_TYPE_CODES,
+    UNBALANCED,
+    parse_batch_items,
+    parse_f60,
+    parse_f61,
+    parse_settlement_totals,
+    track2_for_host,
+)
 
 SWITCH = "switch"
 HOST_TIMER_PREFIX = "host:"
@@ -519,9 +531,9 @@ class Acquirer:
         theirs, _foreign = parse_settlement_totals(req.get(48))
         txns = self._batch_txns(tid, batch)
         ours = settlement.batch_totals(txns)
-        result = settlement.BALANCED if ours == theirs else settlement.UNBALANCED
+        result = BALANCED if ours == theirs else UNBALANCED
         f48 = req["48"]
-        reply_f48 = f48[:30] + result + f48[31:61] + settlement.BALANCED + f48[62:]
+        reply_f48 = f48[:30] + result + f48[31:61] + BALANCED + f48[62:]
         rec = {
             "terminal_id": tid,
             "merchant_id": req["42"],
@@ -535,7 +547,7 @@ class Acquirer:
         }
         self.settlements[key] = rec
         effects: list[Effect] = [Trace(f"{tid}:{batch}", "settlement", {"result": "balanced" if result == "1" else "unbalanced"})]
-        if result == settlement.BALANCED:
+        if result == BALANCED:
             effects += self._close_batch(rec, now_ms)
         effects.append(Put("settlements", key, rec))
         return effects + [self._answer(source, req, RC.APPROVED, extra={"48": reply_f48})]
@@ -551,7 +563,7 @@ class Acquirer:
             if rec["status"] != "settled":
                 theirs = {f"{i['type']}:{i['trace_no']}": i for i in rec["uploaded"].values()}
                 ours = {
-                    f"{settlement.TYPE_CODES[t['kind']]}:{t['trace_no']}": t
+                    f"{BATCH_TYPE_CODES[t['kind']]}:{t['trace_no']}": t
                     for t in self._batch_txns(rec["terminal_id"], rec["batch_no"])
                     if t["status"] in ("approved", "voided")
                 }
@@ -563,8 +575,8 @@ class Acquirer:
                 effects.append(Trace(key, "batch upload ended: settled on the acquirer's record", rec["differences"]))
         else:
             try:
-                items = settlement.parse_batch_items(req["48"])
-            except ValueError as e:
+                items = parse_batch_items(req["48"])
+            except WireError as e:
                 return [self._answer(source, req, RC.FORMAT_ERROR), Trace(key, "bad batch upload", {"error": str(e)})]
             for item in items:
                 rec["uploaded"][f"{item['type']}:{item['trace_no']}"] = item

@@ -20,11 +20,6 @@ FEE_INCOME_ACCOUNT = 2
 FUNDING_ACCOUNT = 3
 MERCHANT_ACCOUNT_BASE = 1000  # merchant n of the configuration has account 1000 + n
 
-BALANCED = "1"
-UNBALANCED = "2"
-TYPE_CODES = {"sale": "22", "void": "23", "refund": "25"}  # F60.1 of each kind, as batch items name them
-BATCH_ITEM_DIGITS = 40  # type (2), trace (6), PAN right-aligned (20), amount (12)
-BATCH_ITEMS_PER_MESSAGE = 8  # 2 + 8 × 40 = 322 digits, F48's maximum
 
 
 def system_accounts() -> list[Account]:
@@ -107,23 +102,3 @@ def presentment(t: dict[str, Any], acquirer_id: str, settled_mmdd: str) -> dict[
         "original_lifecycle": t.get("original_rrn", ""),
         "host_key": f"{acquirer_id.lstrip('0')}:{t['f7']}:{t['stan']}",
     }
-
-
-def parse_batch_items(value: str) -> list[dict[str, Any]]:
-    """F48 of a 0320: count (2), then items of type (2), trace (6), PAN right-aligned (20), amount (12)."""
-    count = int(value[:2])
-    items = []
-    for i in range(count):
-        item = value[2 + i * BATCH_ITEM_DIGITS : 2 + (i + 1) * BATCH_ITEM_DIGITS]
-        if len(item) != BATCH_ITEM_DIGITS:
-            raise ValueError(f"field 48: item {i + 1} of {count} is cut short")
-        items.append(
-            {"type": item[:2], "trace_no": item[2:8], "pan": item[8:28].lstrip("0"), "amount_fen": int(item[28:40])}
-        )
-    return items
-
-
-def build_batch_items(entries: list[dict[str, Any]]) -> str:
-    return f"{len(entries):02d}" + "".join(
-        f"{TYPE_CODES[e['kind']]}{e['voucher_no']}{e['pan']:0>20}{e['amount_fen']:012d}" for e in entries
-    )

@@ -33,6 +33,7 @@ START_MS = 1_795_485_600_000  # 2026-11-24 10:00 China Standard Time
 THINK_MS = (1, 40)  # pause between two steps of traffic
 QUIESCE_MS = 15 * 60_000  # long enough for every timeout and every store-and-forward retry
 HOLD_EXPIRY_PASSED_MS = 49 * 3600_000
+SETTLE_SHARE = 0.02  # of the functions a terminal starts, this share are settlements
 CHECK_EVERY = 50  # transactions between two checks of the books during the traffic
 
 
@@ -74,14 +75,17 @@ def simulate(
     fault_log: list[tuple[int, str, str, str]] | None = [] if keep_story else None
     world.link_fault = link_faults(p, random.Random(f"faults:{seed}"), result.faults, fault_log, lambda: world.now_ms)
     kinds: dict[str, str] = {}
+    settled: list[dict[str, Any]] = []  # journal entries of the batches the terminals settled
 
     def on_done(party: str, done: Done, out: TerminalOutput) -> None:
         result.outcomes[f"{kinds.get(party, '?')} {done.response_code or ('ok' if done.ok else 'failed')}"] += 1
+        if kinds.get(party) == "settle" and done.ok:
+            settled.extend(done.result["entries"])
 
     world.on_done = on_done
     _traffic(world, net, p, transactions, random.Random(f"traffic:{seed}"), kinds, result.faults)
     _quiesce(world, net, kinds)
-    result.violations = check(world, net)
+    result.violations = check(world, net, settled)
     result.trace_hash = world.trace_hash.hexdigest()[:16]
     result.events = world.events_handled
     result.elapsed_s = time.perf_counter() - started
@@ -134,6 +138,8 @@ def _choose(core, cards: list[tuple[Card, str]], rng: random.Random) -> tuple[st
     amount = rng.randint(100, 20_000)
     if not core.signed_on:
         return "sign-on", {}
+    if core.settling is not None or rng.random() < SETTLE_SHARE:
+        return "settle", {}
     if r < 0.55:
         return "sale", {"card": card, "pin": pin, "amount_fen": amount}
     if r < 0.65:
@@ -173,21 +179,26 @@ def _quiesce(world: World, net, kinds: dict[str, str]) -> None:
             kinds[name] = "send-reversal"
             world.submit(name, Command("send-reversal"))
             world.advance(60_000)
+        if core.settling is not None:
+            kinds[name] = "settle"
+            world.submit(name, Command("settle"))
+            world.advance(60_000)
     world.advance(QUIESCE_MS)
 
 
-def check(world: World, net) -> list[str]:
+def check(world: World, net, settled: list[dict[str, Any]] = ()) -> list[str]:
+    """The rules; ``settled``: the journal entries of batches the terminals settled (and cleared)."""
     violations: list[str] = []
     terminals = [world.parties[f"pos-{t['terminal_id']}"].core for t in net.acquirer["terminals"]]
     acquirer = world.parties["acquirer"].core
     switch = world.parties["switch"].core
     standing: dict[str, int] = defaultdict(int)
     standing_rrns: set[str] = set()
+    for e in [*settled, *(e for term in terminals for e in term.journal.values())]:
+        if e["kind"] == "sale" and not e["voided"]:
+            standing[e["pan"]] += e["amount_fen"]
+            standing_rrns.add(e["reference_no"])
     for term in terminals:
-        for e in term.journal.values():
-            if e["kind"] == "sale" and not e["voided"]:
-                standing[e["pan"]] += e["amount_fen"]
-                standing_rrns.add(e["reference_no"])
         if term.reversal is not None:
             violations.append(f"rule 5: terminal {term.config.terminal_id} still owes reversal of voucher {term.reversal['voucher_no']}")
     refunds: dict[str, int] = defaultdict(int)

@@ -31,8 +31,21 @@ from ..effects import (
 from ..security import KeyCheckError, SecurityModule
 from ..wire import RC, Message, NetworkCode, ProcessingCode, TxType, WireError, response_mti, response_text
 from ..wire.codec import decode_terminal, encode_terminal
-from ..wire.fields import F60, F61, Track2, parse_balance, parse_f60, parse_f62, track2_for_terminal
-from .receipt import CARDHOLDER_COPY, MERCHANT_COPY, FaultSlip, Receipt, yuan
+from ..wire.fields import (
+    BALANCED as SETTLEMENT_BALANCED,
+    BATCH_ITEMS_PER_MESSAGE,
+    F60,
+    F61,
+    Totals,
+    build_batch_items,
+    Track2,
+    build_settlement_totals,
+    parse_balance,
+    parse_f60,
+    parse_f62,
+    track2_for_terminal,
+)
+from .receipt import CARDHOLDER_COPY, MERCHANT_COPY, FaultSlip, Receipt, SettlementSlip, yuan
 
 ACQUIRER = "acquirer"  # the one link a terminal has
 RESPONSE_TIMER = "response"
@@ -101,7 +114,7 @@ class TerminalError(Exception):
 
 
 class Terminal:
-    ONLINE = ("sign-on", "sign-off", "echo", "inquiry", "sale", "void", "refund", "send-reversal")
+    ONLINE = ("sign-on", "sign-off", "echo", "inquiry", "sale", "void", "refund", "send-reversal", "settle")
 
     def __init__(self, config: TerminalConfig, hsm: SecurityModule, tmk: str | None):
         self.config = config
@@ -114,6 +127,7 @@ class Terminal:
         self.reversals: dict[str, dict[str, Any]] = {}
         self.last_voucher: str | None = None
         self._exchange: _Exchange | None = None
+        self.settling: dict[str, Any] | None = None  # a settlement under way, kept across a power cut
         self._auto_reversed = False  # the function now running followed an automatic reversal
 
     # -- state --------------------------------------------------------------
@@ -127,6 +141,7 @@ class Terminal:
         self.journal = dict(tables.get("journal", {}))
         self.reversals = dict(sorted(tables.get("reversal", {}).items(), key=lambda kv: kv[1]["created_ms"]))
         self.last_voucher = max(self.journal, default=None)
+        self.settling = state.get("settlement")
         return []
 
     @property
@@ -179,6 +194,9 @@ class Terminal:
             return [Display("请先签到 PLEASE SIGN ON"), Done(False, result={"error": "not signed on"})]
         if cmd.name == "send-reversal":
             return self._manual_reversal(now_ms)
+        if self.settling is not None and cmd.name not in ("settle", "sign-on", "echo"):
+            return [Display("结算未完成,请先结算 SETTLEMENT NOT FINISHED: SETTLE FIRST"),
+                    Done(False, result={"error": "settlement not finished"})]
         if self.reversals and cmd.name not in ("sign-on", "echo"):
             # Before anything else goes online, what is owed is reversed (DOMAIN.md §3).
             return self._next_reversal(_Round(deferred=cmd), now_ms)
@@ -315,7 +333,7 @@ class Terminal:
     def _send(self, ex: _Exchange, now_ms: int) -> list[Effect]:
         macced = ex.request.mti not in ("0800", "0820")
         frame = encode_terminal(ex.request, mac=self._mac if macced else None)
-        records: list[Effect] = [self._put_counters()]
+        records: list[Effect] = [self._put_counters(), *ex.extra.get("records", ())]
         if ex.reversible:
             # Written as the request goes out: if nothing comes back, this is what reverses it.
             record = self._reversal_record(ex, now_ms)
@@ -468,6 +486,85 @@ class Terminal:
             original["voided"] = True
             self.journal[ex.extra["original"]] = original
             effects.insert(0, Put("journal", ex.extra["original"], original))
+        return effects
+
+    # -- settlement (结算) ---------------------------------------------------
+
+    def batch_totals(self) -> Totals:
+        """DOMAIN.md §3: debits are sales (a voided one too); credits are voids and refunds."""
+        debit = [e for e in self.journal.values() if e["kind"] == "sale"]
+        credit = [e for e in self.journal.values() if e["kind"] in ("void", "refund")]
+        return Totals(
+            sum(e["amount_fen"] for e in debit), len(debit), sum(e["amount_fen"] for e in credit), len(credit)
+        )
+
+    def _build_settle(self, args, now_ms) -> _Exchange:
+        # The settlement's state is kept: one interrupted by a power cut is simply sent again, and the
+        # acquirer answers a repeated settlement of a batch with its first answer.
+        msg = self._base("0500", now_ms)
+        msg.fields.update(
+            {
+                "48": build_settlement_totals(self.batch_totals()),
+                "49": "156",
+                "60": self._f60(TxType.NETWORK, NetworkCode.SETTLEMENT),
+                "63": f"{self.config.operator:<3}",
+            }
+        )
+        self.settling = {"batch_no": self.counters["batch_no"], "stage": "totals sent"}
+        return _Exchange("settle", msg, reversible=False, extra={"records": [Put("state", "settlement", self.settling)]})
+
+    def _on_settle(self, ex, reply, now_ms) -> list[Effect]:
+        if reply.get(39) != RC.APPROVED:
+            return self._declined(reply, ex)
+        f48 = reply.get(48) or ""
+        balanced = len(f48) > 30 and f48[30] == SETTLEMENT_BALANCED
+        entries = sorted(self.journal.values(), key=lambda e: e["voucher_no"])
+        if balanced or not entries:
+            return self._settled(balanced=True, uploaded=0, now_ms=now_ms)
+        chunks = [entries[i : i + BATCH_ITEMS_PER_MESSAGE] for i in range(0, len(entries), BATCH_ITEMS_PER_MESSAGE)]
+        self.settling = {"batch_no": self.counters["batch_no"], "stage": "uploading"}
+        return [Display("批上送 BATCH UPLOAD"), Put("state", "settlement", self.settling)] + self._upload(chunks, 0, now_ms)
+
+    def _upload(self, chunks: list[list[dict[str, Any]]], index: int, now_ms: int) -> list[Effect]:
+        """批上送: the batch's transactions, a few per 0320, then the end message (60.3 202)."""
+        msg = self._base("0320", now_ms)
+        if index < len(chunks):
+            msg.fields["48"] = build_batch_items(chunks[index])
+            msg.fields["60"] = self._f60(TxType.NETWORK, NetworkCode.SETTLEMENT)
+        else:
+            msg.fields["48"] = f"{sum(len(c) for c in chunks):04d}"
+            msg.fields["60"] = self._f60(TxType.NETWORK, NetworkCode.BATCH_UPLOAD_END)
+        return self._send(_Exchange("batch-upload", msg, reversible=False, extra={"chunks": chunks, "index": index}), now_ms)
+
+    def _on_batch_upload(self, ex, reply, now_ms) -> list[Effect]:
+        if reply.get(39) != RC.APPROVED:
+            return self._declined(reply, ex)
+        chunks, index = ex.extra["chunks"], ex.extra["index"]
+        if index < len(chunks):
+            return self._upload(chunks, index + 1, now_ms)
+        return self._settled(balanced=False, uploaded=sum(len(c) for c in chunks), now_ms=now_ms)
+
+    def _settled(self, balanced: bool, uploaded: int, now_ms: int) -> list[Effect]:
+        """Print the settlement slip, clear the journal, open the next batch."""
+        batch = self.counters["batch_no"]
+        totals = self.batch_totals()
+        entries = list(self.journal.values())
+        slip = SettlementSlip(
+            self.config.merchant_name, self.config.merchant_id, self.config.terminal_id, self.config.operator,
+            batch, totals, balanced, uploaded, timefmt.stamp(now_ms),
+        )
+        effects: list[Effect] = [Delete("journal", v) for v in self.journal]
+        self.journal = {}
+        self.last_voucher = None
+        self.counters["batch_no"] = f"{int(batch) % 999_999 + 1:06d}"
+        self.settling = None
+        effects += [
+            self._put_counters(),
+            Delete("state", "settlement"),
+            Display(f"结算完成 SETTLED  批次号 BATCH {batch} {'对账平 BALANCED' if balanced else '对账不平 UNBALANCED'}"),
+            Print(slip),
+            Done(True, RC.APPROVED, {"batch_no": batch, "balanced": balanced, "uploaded": uploaded, "entries": entries}),
+        ]
         return effects
 
     def _on_refund(self, ex, reply, now_ms) -> list[Effect]:

@@ -113,3 +113,40 @@ class FaultSlip:
                 "-" * RECEIPT_WIDTH,
             ]
         ) + "\n"
+
+
+@dataclass(frozen=True)
+class SettlementSlip:
+    """结算单: the batch's totals and whether the acquirer agreed with them."""
+
+    merchant_name: str
+    merchant_id: str
+    terminal_id: str
+    operator: str
+    batch_no: str
+    totals: object  # posnet.wire.fields.Totals
+    balanced: bool
+    uploaded: int
+    datetime: str
+
+    def text(self) -> str:
+        t = self.totals
+        return "\n".join(
+            [
+                "结算总计单 SETTLEMENT".center(RECEIPT_WIDTH - 4),
+                "-" * RECEIPT_WIDTH,
+                f"商户名称(MERCHANT NAME): {self.merchant_name}",
+                f"商户编号(MERCHANT NO.): {self.merchant_id}",
+                f"终端编号(TERMINAL NO.): {self.terminal_id}",
+                f"操作员号(OPERATOR NO.): {self.operator}",
+                f"批次号(BATCH NO.): {self.batch_no}",
+                f"日期/时间(DATE/TIME): {self.datetime}",
+                "-" * RECEIPT_WIDTH,
+                "类型(TYPE)        笔数(COUNT)   金额(AMOUNT)",
+                f"借记 DEBIT          {t.debit_count:>4}   {yuan(t.debit_amount)}",
+                f"贷记 CREDIT         {t.credit_count:>4}   {yuan(t.credit_amount)}",
+                "-" * RECEIPT_WIDTH,
+                "对账平 BALANCED" if self.balanced else f"对账不平 UNBALANCED, 批上送 UPLOADED {self.uploaded}",
+                "-" * RECEIPT_WIDTH,
+            ]
+        ) + "\n"

@@ -170,6 +170,37 @@ def parse_settlement_totals(value: str | None) -> tuple[Totals, Totals]:
     return one(value[:31]), foreign
 
 
+# -- F48 settlement results and batch upload items -----------------------------
+
+BALANCED = "1"  # the flag after each card class's totals in the 0510
+UNBALANCED = "2"
+BATCH_TYPE_CODES = {"sale": "22", "void": "23", "refund": "25"}  # F60.1 of each kind, as batch items name them
+BATCH_ITEM_DIGITS = 40  # type (2), trace (6), PAN right-aligned (20), amount (12)
+BATCH_ITEMS_PER_MESSAGE = 8  # 2 + 8 × 40 = 322 digits, F48's maximum
+
+
+def build_batch_items(entries: list[dict]) -> str:
+    """F48 of a 0320: the count (2), then each item: type, trace, PAN right-aligned, amount."""
+    return f"{len(entries):02d}" + "".join(
+        f"{BATCH_TYPE_CODES[e['kind']]}{e['voucher_no']}{e['pan']:0>20}{e['amount_fen']:012d}" for e in entries
+    )
+
+
+def parse_batch_items(value: str | None) -> list[dict]:
+    if not value or len(value) < 2 or not value.isdigit():
+        raise WireError("field 48: batch upload items are a count and 40-digit items", "48")
+    count = int(value[:2])
+    items = []
+    for i in range(count):
+        item = value[2 + i * BATCH_ITEM_DIGITS : 2 + (i + 1) * BATCH_ITEM_DIGITS]
+        if len(item) != BATCH_ITEM_DIGITS:
+            raise WireError(f"field 48: batch upload item {i + 1} of {count} is cut short", "48")
+        items.append(
+            {"type": item[:2], "trace_no": item[2:8], "pan": item[8:28].lstrip("0"), "amount_fen": int(item[28:40])}
+        )
+    return items
+
+
 # -- F90 original data elements (host legs) -------------------------------------
 
 
