@@ -8,8 +8,10 @@ keys, pending reversal) is its own SQLite file, so a restart loses nothing.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
-from typing import Callable
+from typing import Any, Callable
 
 from .. import config as cfg
 from ..effects import (
@@ -33,19 +35,36 @@ from .parties import party_dir, security_module
 from .store import PartyStore
 
 CONNECT_TIMEOUT_S = 5.0
+# Where `posnet pos power-cut --at …` kills the terminal's process (SIGKILL, as a power cut):
+POWER_CUT_POINTS = (
+    "sent",  # the request is on the wire, its reply not yet heard
+    "approved",  # the approval is in the journal, the printer not yet started
+    "printing",  # the first slip is out, the rest not
+)
 
 
 class TerminalDriver:
-    def __init__(self, net: cfg.Network, terminal_id: str | None = None, on_display: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        net: cfg.Network,
+        terminal_id: str | None = None,
+        on_display: Callable[[str], None] | None = None,
+        on_print: Callable[[Any], None] | None = None,
+        power_cut_at: str | None = None,
+    ):
         tcfg, clear_tmk = cfg.terminal_config(net, terminal_id)
         self.name = f"pos-{tcfg.terminal_id}"
         directory = party_dir(net, self.name)
         self.hsm = security_module(directory)
         self.store = PartyStore(directory / "terminal.sqlite")
         self.core = Terminal(tcfg, self.hsm, self.hsm.import_clear_key(clear_tmk))
-        self.core.restore(self.store.load(), now_ms())
+        restored = self.core.restore(self.store.load(), now_ms())
+        self.store.commit([e for e in restored if isinstance(e, RECORD_TYPES)])
         self.endpoint = cfg.Endpoint(*chaos.upstream_endpoint(net, "terminal", "acquirer"))
         self.on_display = on_display
+        self.on_print = on_print
+        assert power_cut_at in (None, *POWER_CUT_POINTS), power_cut_at
+        self.power_cut_at = power_cut_at
 
     def close(self) -> None:
         self.store.close()
@@ -66,6 +85,9 @@ class TerminalDriver:
                 records = [e for e in effects if isinstance(e, RECORD_TYPES)]
                 if records:
                     self.store.commit(records)  # persist, then speak
+                if self.power_cut_at == "approved" and any(isinstance(e, Done) and e.ok for e in effects):
+                    self._power_cut()
+                printed = False
                 next_events = []
                 for e in effects:
                     if isinstance(e, Send):
@@ -80,6 +102,8 @@ class TerminalDriver:
                                 continue
                         writer.write(frame(e.frame))
                         await writer.drain()
+                        if self.power_cut_at == "sent":
+                            self._power_cut()
                     elif isinstance(e, SetTimer):
                         deadline_ms = e.at_ms
                     elif isinstance(e, CancelTimer):
@@ -90,8 +114,17 @@ class TerminalDriver:
                             self.on_display(e.text)
                     elif isinstance(e, Print):
                         out.slips.append(e.slip)
+                        if self.on_print:
+                            self.on_print(e.slip)
+                        if self.power_cut_at == "printing":
+                            self._power_cut()
+                        printed = True
                     elif isinstance(e, Done):
                         out.done = e
+                if printed:  # the printer is done with what it was given: the print jobs close
+                    done_records = [e for e in self.core.handle(Command("printed"), now_ms()) if isinstance(e, RECORD_TYPES)]
+                    if done_records:
+                        self.store.commit(done_records)
                 if out.done is not None:
                     return out
                 if next_events:
@@ -108,6 +141,11 @@ class TerminalDriver:
         finally:
             if writer is not None:
                 writer.close()
+
+    @staticmethod
+    def _power_cut() -> None:
+        """The power goes: no cleanup, no flush, nothing after this line runs."""
+        os.kill(os.getpid(), signal.SIGKILL)
 
     async def _next_event(self, reader, frames: FrameReader, inbox: list[bytes], deadline_ms: int | None):
         while not inbox:

@@ -223,6 +223,7 @@ class World:
             elif isinstance(e, LedgerWrite):
                 state.ledger_writes += 1
                 state.ledger_changes.append(e.changes)
+        printed = False
         for e in effects:
             if isinstance(e, RECORD_TYPES):
                 continue
@@ -237,6 +238,7 @@ class World:
                 self.outputs.setdefault(party, TerminalOutput()).displays.append(e.text)
             elif isinstance(e, Print):
                 self.outputs.setdefault(party, TerminalOutput()).slips.append(e.slip)
+                printed = True
             elif isinstance(e, Done):
                 out = self.outputs.setdefault(party, TerminalOutput())
                 out.done = e
@@ -251,6 +253,8 @@ class World:
                     # A host link closed: both ends see it drop, and the client reconnects.
                     self._queue.append((party, LinkDown(e.to)))
                     self._queue.append((party, LinkUp(e.to)))
+        if printed:  # the paper is out: the terminal closes its print jobs
+            self._queue.append((party, Command("printed")))
 
     def _send(self, party: str, e: Send) -> None:
         if (party, e.to) in self.cut:

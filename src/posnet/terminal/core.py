@@ -46,6 +46,8 @@ from ..wire.fields import (
     track2_for_terminal,
 )
 from .receipt import CARDHOLDER_COPY, MERCHANT_COPY, FaultSlip, Receipt, SettlementSlip, yuan
+from .devices import DeviceSettings
+from .functions import DeviceFunctions
 
 ACQUIRER = "acquirer"  # the one link a terminal has
 RESPONSE_TIMER = "response"
@@ -70,6 +72,7 @@ class TerminalConfig:
     reverse_at_once: bool = False  # send the reversal right after a failure, not before the next transaction
     auto_sign_on: bool = True  # after a 77 or A0, sign on again by itself before the next function
     print_copies: tuple[str, ...] = (MERCHANT_COPY, CARDHOLDER_COPY)
+    device: DeviceSettings = DeviceSettings()  # paper roll, battery levels, protection password
 
 
 @dataclass(frozen=True)
@@ -113,7 +116,7 @@ class TerminalError(Exception):
     pass
 
 
-class Terminal:
+class Terminal(DeviceFunctions):
     ONLINE = ("sign-on", "sign-off", "echo", "inquiry", "sale", "void", "refund", "send-reversal", "settle")
 
     def __init__(self, config: TerminalConfig, hsm: SecurityModule, tmk: str | None):
@@ -142,7 +145,7 @@ class Terminal:
         self.reversals = dict(sorted(tables.get("reversal", {}).items(), key=lambda kv: kv[1]["created_ms"]))
         self.last_voucher = max(self.journal, default=None)
         self.settling = state.get("settlement")
-        return []
+        return self._restore_devices(tables)
 
     @property
     def reversal(self) -> dict[str, Any] | None:
@@ -172,7 +175,7 @@ class Terminal:
 
     def handle(self, event, now_ms: int) -> list[Effect]:
         if isinstance(event, Command):
-            return self._command(event, now_ms)
+            return self._device_gate(event, now_ms)  # device checks first (terminal/functions.py)
         if isinstance(event, Received):
             return self._reply(event.frame, now_ms)
         if isinstance(event, TimerFired) and event.key == RESPONSE_TIMER:
@@ -596,7 +599,7 @@ class Terminal:
         self.journal[voucher] = entry
         self.last_voucher = voucher
         # The journal is committed before the printer starts: a failed print never undoes an approval.
-        slips = [Print(self.receipt(voucher, copy)) for copy in self.config.print_copies]
+        slips = self._print_receipt(voucher, now_ms)
         return [
             Put("journal", voucher, entry),
             Display(f"{self._auto_reversal_note(ex)}交易成功 APPROVED  凭证号 VOUCHER {voucher}"),
@@ -667,7 +670,7 @@ class Terminal:
             effects += [
                 Put("reversal", voucher, record),
                 Display("冲正不成功,请联系服务商 REVERSAL FAILED, CONTACT SERVICE PROVIDER"),
-                Print(slip),
+                *self._print_slip(slip, now_ms),
             ]
         return effects + self._next_reversal(rnd, now_ms)
 
