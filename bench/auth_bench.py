@@ -280,6 +280,13 @@ class BenchTerminal(asyncio.Protocol):
         )  # a POS with its printer switched off
         self.hsm = SecurityModule(SecurityModule.generate_lmk())
         self.core = Terminal(tcfg, self.hsm, self.hsm.import_clear_key(clear_tmk))
+        self.core.restore(
+            {}, now_ms()
+        )  # a fresh terminal, as TerminalDriver starts one with an empty store
+        if hasattr(
+            self.core, "devices"
+        ):  # a terminal with a battery: on mains, so it never runs flat
+            self.core.handle(Command("battery", {"mains": True}), now_ms())
         self.host, self.port = host, port
         self.transport: asyncio.Transport | None = None
         self.frames = FrameReader()
@@ -556,6 +563,12 @@ def verdict_of_processes(r: dict) -> str:
             f"CPU is the limit: the machine was {r['cpu_machine_pct']:.0f}% busy of {cores * 100}%, "
             f"{wanting[1]} was running or runnable {wanting[0]:.0f}% of the window, and our processes "
             f"spent {waits:.0f}% of a core in all waiting for a CPU ({cores} cores shared by {len(cpu)} processes)"
+        )
+    if waits >= 50:
+        return (
+            f"no process is saturated, but the CPUs are contended: our processes waited for a CPU {waits:.0f}% "
+            f"of a core in all ({wanting[1]} running or runnable {wanting[0]:.0f}% of the window; "
+            f"{cores} cores shared by {len(cpu)} processes), which adds to every hop's latency"
         )
     return (
         "no process is CPU-bound and the machine has CPU to spare: the figure is bound by latency "
@@ -939,7 +952,12 @@ def main(argv=None) -> int:
     print(f"machine: {machine_line()}")
     print(f"posnet: {source_version()}")
     shown_args = argv if argv is not None else sys.argv[1:]
-    print(f"command: python {' '.join([Path(sys.argv[0]).as_posix(), *shown_args])}")
+    script = (
+        os.path.relpath(sys.argv[0])
+        if not os.path.relpath(sys.argv[0]).startswith("..")
+        else sys.argv[0]
+    )
+    print(f"command: python {' '.join([script, *shown_args])}")
     results = []
     if args.config:
         net = cfg.load(args.config)
