@@ -8,6 +8,7 @@ balance is whole again; nothing is charged twice.
 import json
 import time
 import urllib.request
+from contextlib import contextmanager
 
 import pytest
 
@@ -61,6 +62,20 @@ def wait_until(predicate, timeout_s=20.0) -> bool:
     return predicate()
 
 
+@contextmanager
+def terminal_at_rest(net, control):
+    """A signed-on terminal that owes nothing, on a network that holds nothing; healed after."""
+    driver = TerminalDriver(net, "10000001")
+    try:
+        assert driver.run("sign-on").done.ok
+        assert driver.run("inquiry", card=CARD, pin="123456").done.ok  # sends any reversal still owed
+        assert wait_until(lambda: held(net) == 0)
+        yield driver
+    finally:
+        chaos(control, "/heal")
+        driver.close()
+
+
 @pytest.mark.parametrize(
     "link, direction",
     [
@@ -74,11 +89,7 @@ def wait_until(predicate, timeout_s=20.0) -> bool:
 )
 def test_one_lost_message_on_a_hop_costs_the_cardholder_nothing(chaos_network, link, direction):
     net, control = chaos_network
-    driver = TerminalDriver(net, "10000001")
-    try:
-        assert driver.run("sign-on").done.ok
-        assert driver.run("inquiry", card=CARD, pin="123456").done.ok  # sends any reversal still owed
-        assert wait_until(lambda: held(net) == 0)
+    with terminal_at_rest(net, control) as driver:
         vouchers_before = len(driver.core.journal)
 
         chaos(control, f"/proxies/{link}/faults", {"direction": direction, "drop_next": 1})
@@ -90,18 +101,11 @@ def test_one_lost_message_on_a_hop_costs_the_cardholder_nothing(chaos_network, l
         assert after.done.ok
         assert driver.core.reversal is None
         assert wait_until(lambda: held(net) == 0), f"still held: {held(net)} fen"
-    finally:
-        chaos(control, "/heal")
-        driver.close()
 
 
 def test_the_faq_case_reply_lost_next_inquiry_reverses_and_says_so(chaos_network):
     net, control = chaos_network
-    driver = TerminalDriver(net, "10000001")
-    try:
-        assert driver.run("sign-on").done.ok
-        driver.run("inquiry", card=CARD, pin="123456")
-        assert wait_until(lambda: held(net) == 0)
+    with terminal_at_rest(net, control) as driver:
         chaos(control, "/proxies/terminal-acquirer/faults", {"direction": "down", "drop_next": 1})
         sale = driver.run("sale", card=CARD, pin="123456", amount_fen=8800)
         assert not sale.done.ok and sale.slips == []
@@ -110,9 +114,6 @@ def test_the_faq_case_reply_lost_next_inquiry_reverses_and_says_so(chaos_network
         assert "自动冲正成功 AUTO REVERSAL DONE" in inquiry.displays
         assert inquiry.done.ok and held(net) == 0
         assert inquiry.done.result["balance_fen"] == 1_000_000
-    finally:
-        chaos(control, "/heal")
-        driver.close()
 
 
 def test_corrupted_frames_never_charge_a_sale_the_terminal_did_not_approve(chaos_network):
@@ -120,11 +121,7 @@ def test_corrupted_frames_never_charge_a_sale_the_terminal_did_not_approve(chaos
     which the MAC does not cover — an approval. Whatever the outcome, the issuer holds exactly the
     sales in the terminal's journal once the terminal has made its next transaction."""
     net, control = chaos_network
-    driver = TerminalDriver(net, "10000001")
-    try:
-        assert driver.run("sign-on").done.ok
-        driver.run("inquiry", card=CARD, pin="123456")
-        assert wait_until(lambda: held(net) == 0)
+    with terminal_at_rest(net, control) as driver:
         before = set(driver.core.journal)
         codes = []
         for _ in range(8):
@@ -140,18 +137,11 @@ def test_corrupted_frames_never_charge_a_sale_the_terminal_did_not_approve(chaos
         for voucher in set(driver.core.journal) - before:  # leave the card as it was
             driver.run("void", voucher_no=int(voucher))
         assert wait_until(lambda: held(net) == 0)
-    finally:
-        chaos(control, "/heal")
-        driver.close()
 
 
 def test_a_reversal_that_fails_three_times_prints_a_fault_slip_and_is_delivered_later(chaos_network):
     net, control = chaos_network
-    driver = TerminalDriver(net, "10000001")
-    try:
-        assert driver.run("sign-on").done.ok
-        driver.run("inquiry", card=CARD, pin="123456")
-        assert wait_until(lambda: held(net) == 0)
+    with terminal_at_rest(net, control) as driver:
         chaos(control, "/proxies/terminal-acquirer/faults", {"direction": "down", "drop_next": 1})
         assert not driver.run("sale", card=CARD, pin="123456", amount_fen=5500).done.ok
         assert held(net) == 5500
@@ -165,36 +155,22 @@ def test_a_reversal_that_fails_three_times_prints_a_fault_slip_and_is_delivered_
         assert driver.run("inquiry", card=CARD, pin="123456").done.ok
         assert driver.core.reversal is None
         assert wait_until(lambda: held(net) == 0), "delivered later, the hold is released"
-    finally:
-        chaos(control, "/heal")
-        driver.close()
 
 
 def test_a_late_approval_after_the_acquirers_timeout_is_reversed(chaos_network):
     net, control = chaos_network
-    driver = TerminalDriver(net, "10000001")
-    try:
-        assert driver.run("sign-on").done.ok
-        driver.run("inquiry", card=CARD, pin="123456")
-        assert wait_until(lambda: held(net) == 0)
+    with terminal_at_rest(net, control) as driver:
         chaos(control, "/proxies/acquirer-switch/faults", {"direction": "down", "delay_ms": 2000})
         sale = driver.run("sale", card=CARD, pin="123456", amount_fen=7700)
         assert sale.done.response_code == "98" and sale.slips == []
         time.sleep(2.5)  # the approval arrives at the acquirer, late
         chaos(control, "/heal")
         assert wait_until(lambda: held(net) == 0)
-    finally:
-        chaos(control, "/heal")
-        driver.close()
 
 
 def test_a_duplicated_request_gets_one_answer_and_one_hold(chaos_network):
     net, control = chaos_network
-    driver = TerminalDriver(net, "10000001")
-    try:
-        assert driver.run("sign-on").done.ok
-        driver.run("inquiry", card=CARD, pin="123456")
-        assert wait_until(lambda: held(net) == 0)
+    with terminal_at_rest(net, control) as driver:
         chaos(control, "/proxies/terminal-acquirer/faults", {"direction": "up", "duplicate": 1.0})
         sale = driver.run("sale", card=CARD, pin="123456", amount_fen=3300)
         chaos(control, "/heal")
@@ -203,6 +179,3 @@ def test_a_duplicated_request_gets_one_answer_and_one_hold(chaos_network):
         assert held(net) == 3300, "charged once"
         assert driver.run("void", voucher_no=int(sale.done.result["voucher_no"])).done.ok
         assert wait_until(lambda: held(net) == 0)
-    finally:
-        chaos(control, "/heal")
-        driver.close()
