@@ -167,19 +167,27 @@ def _card_args(net: cfg.Network, args):
 
 
 def cmd_pos(args) -> int:
+    from .runtime import pos_devices
     from .runtime.pos import TerminalDriver
+    from .terminal.functions import DEVICE_FUNCTIONS
 
+    if args.function == "power-cut":
+        return pos_devices.power_cut(args, cmd_pos)
     net = _load(args)
     show = not args.json
+    if args.function == "ui":
+        from .terminal.ui import run_ui
+
+        return run_ui(net, args.terminal)
 
     def on_display(text: str) -> None:
         if show:
             print(f"[screen] {text}")
 
-    driver = TerminalDriver(net, args.terminal, on_display=on_display)
+    driver = TerminalDriver(net, args.terminal, on_display=on_display, power_cut_at=getattr(args, "power_cut_at", None))
     try:
         fn = args.function
-        call: dict = {}
+        call: dict = pos_devices.device_call(net, driver, args) if fn in DEVICE_FUNCTIONS else {}
         if fn in ("inquiry", "sale", "refund"):
             card, pin = _card_args(net, args)
             call.update(card=card, pin=pin)
@@ -194,6 +202,7 @@ def cmd_pos(args) -> int:
         out = driver.run(fn, **call)
     finally:
         driver.close()
+    pos_devices.print_to_devices(args, out.slips)
     if args.json:
         done = out.done
         print(
@@ -296,6 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp = with_config(sub.add_parser("pos", help="a scriptable POS terminal"))
     sp.add_argument("--terminal", help="terminal id (default: the first of the config)")
     sp.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    from .runtime.pos_devices import add_device_parsers, add_printer_options, register_acquirer_cli
+
+    add_printer_options(sp)
     fns = sp.add_subparsers(dest="function", required=True)
     for name, help_ in (
         ("sign-on", "签到: get fresh working keys"),
@@ -322,7 +334,10 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--ref", required=True, help="reference number (参考号) of the original sale")
     f.add_argument("--date", required=True, help="date of the original sale, MMDD")
     f.add_argument("--amount", required=True, help="yuan, up to the original's amount")
+    add_device_parsers(fns)  # paper, battery, power, tamper, keys, reprints, lists (docs/terminal.md)
     sp.set_defaults(fn=cmd_pos)
+
+    register_acquirer_cli(sub, with_config)  # posnet acquirer inject-tmk
 
     sp = with_config(sub.add_parser("balance", help="cardholders' available balances at the issuers"))
     sp.add_argument("--card")

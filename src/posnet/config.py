@@ -20,6 +20,10 @@ from .issuer.core import CardRecord, IssuerConfig
 from .security import SecurityModule
 from .switch.core import IssuerRoute, SwitchConfig, ZoneKeys
 from .terminal.core import TerminalConfig
+from .terminal.devices import PASSWORD_MIN_LENGTH, SALT_BYTES, DeviceSettings
+
+# Device limits a [[acquirer.terminals]] entry may set, each in the unit its name ends with.
+DEVICE_LIMIT_KEYS = ("paper_roll_mm", "battery_warning_mv", "battery_protection_mv", "password_tries_max", "password_lockout_ms")
 
 
 class ConfigError(ValueError):
@@ -149,6 +153,10 @@ def _check(net: Network) -> None:
         if _need(t, "merchant_id", where) not in mids:
             raise ConfigError(f"{where}: merchant {t['merchant_id']!r} is not among [[acquirer.merchants]]")
         _key(t, "tmk", where)
+        if "protection_password" in t and len(str(t["protection_password"])) < PASSWORD_MIN_LENGTH:
+            raise ConfigError(f"{where}: a protection_password has at least {PASSWORD_MIN_LENGTH} characters")
+    if "transport_key" in a:
+        _key(a, "transport_key", "[acquirer]")
     _need(net.switch, "institution_id", "[switch]")
     _need(net.switch, "port", "[switch]")
     names = set()
@@ -289,6 +297,23 @@ def terminal_config(net: Network, terminal_id: str | None) -> tuple[TerminalConf
             reverse_at_once=bool(t.get("reverse_at_once", False)),
             reversal_attempts=int(t.get("reversal_attempts", 3)),
             auto_sign_on=bool(t.get("auto_sign_on", True)),
+            device=terminal_device_settings(t),
         ),
         t["tmk"],
     )
+
+
+def terminal_device_settings(t: dict[str, Any]) -> DeviceSettings:
+    """A terminal's paper, battery and protection password (docs/terminal.md). A clear password is
+    salted here and hashed when the terminal first needs it; only the hash is ever stored."""
+    limits = {k: int(t[k]) for k in DEVICE_LIMIT_KEYS if k in t}
+    password = t.get("protection_password")
+    try:
+        return DeviceSettings(
+            **limits,
+            protection_password_hash=t.get("protection_password_hash"),
+            protection_password=str(password) if password is not None else None,
+            password_salt_hex=os.urandom(SALT_BYTES).hex() if password is not None else "",
+        )
+    except AssertionError:
+        raise ConfigError(f"terminal {t['terminal_id']!r}: battery levels must rise: protection < warning") from None

@@ -191,6 +191,8 @@ class Acquirer:
                 return self._host_timeout(event.key[len(HOST_TIMER_PREFIX) :], now_ms)
             if event.key.startswith(TIMER_PREFIX):
                 return self.saf.on_timer(event.key, self._encode_host, now_ms)
+        if isinstance(event, Command) and event.name == "inject-tmk":
+            return self._inject_tmk(event.args, now_ms)
         if isinstance(event, Command):
             return []
         return []
@@ -275,6 +277,16 @@ class Acquirer:
         use_mac = mac and mak is not None and req.mti not in ("0800", "0820")
         return Send(source, encode_terminal(reply, mac=(lambda d: self.hsm.cup_mac(mak, d)) if use_mac else None))
 
+    def _inject_tmk(self, args: dict[str, Any], now_ms: int) -> list[Effect]:
+        """The operator gave a terminal a new TMK (a handle under our LMK): it must sign on again."""
+        tid = str(args.get("terminal_id", ""))
+        if tid not in self.config.terminals or not args.get("tmk"):
+            return [Trace(f"{tid}:keys", "inject-tmk refused: unknown terminal or no key", {"tid": tid})]
+        state = self._terminal_state(tid)
+        state.update(tmk=args["tmk"], tmk_kcv=self.hsm.kcv(args["tmk"]).hex().upper(), signed_on=False, pik=None, mak=None)
+        state.pop("last_sign_on", None)
+        return [Put("terminals", tid, state), Trace(f"{tid}:keys", "TMK injected", {"tid": tid, "kcv": state["tmk_kcv"]})]
+
     def _sign_on(self, source: str, req: Message, f60: F60, now_ms: int) -> list[Effect]:
         tid = req["41"]
         entry = self.config.terminals[tid]
@@ -287,12 +299,13 @@ class Acquirer:
                     self._answer(source, req, RC.APPROVED, mac=False, extra=last["reply"])]
         pik, mak = self.hsm.generate_key(), self.hsm.generate_key()
         tdk = self.hsm.generate_key() if f60.network_code == NetworkCode.SIGN_ON_WITH_DATA_KEY else None
+        tmk = state.get("tmk") or entry.tmk  # a TMK injected since (acquirer/keys.py) overrides the configured one
         keys = WorkingKeys(
-            self.hsm.export_key(entry.tmk, pik),
+            self.hsm.export_key(tmk, pik),
             self.hsm.kcv(pik),
-            self.hsm.export_key(entry.tmk, mak),
+            self.hsm.export_key(tmk, mak),
             self.hsm.kcv(mak),
-            self.hsm.export_key(entry.tmk, tdk) if tdk else None,
+            self.hsm.export_key(tmk, tdk) if tdk else None,
             self.hsm.kcv(tdk) if tdk else None,
         )
         rrn = f"{self._next('rrn', 999_999_999_999):012d}"

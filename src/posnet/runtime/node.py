@@ -170,6 +170,13 @@ class PartyNode:
             self._flush_scheduled = True
             self.loop.call_soon(self._flush)
 
+    def handle_now(self, event: Any) -> list[Any]:
+        """An operator's command: handled at once, its records committed before this returns."""
+        effects = self.core.handle(event, now_ms())
+        self._pending.extend(effects)
+        self._flush()
+        return effects
+
     def _flush(self) -> None:
         self._flush_scheduled = False
         effects, self._pending = self._pending, []

@@ -14,7 +14,7 @@ from ..acquirer.core import Acquirer
 from ..issuer.core import Issuer
 from ..security import SecurityModule
 from ..switch.core import Switch
-from . import chaos
+from . import chaos, control
 from .node import LinkSpec, PartyNode, now_ms
 from .store import PartyStore
 
@@ -84,6 +84,7 @@ def open_party(net: cfg.Network, party: str) -> tuple[PartyNode, list[Any]]:
 async def serve(net: cfg.Network, party: str, ready: "asyncio.Event | None" = None) -> None:
     node, restore = open_party(net, party)
     await node.start(restore)
+    operator = await control.serve(node, party_dir(net, party))  # operator commands (posnet acquirer …)
     log.info("%s listening on %s:%d", party, *node.listen)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -92,6 +93,8 @@ async def serve(net: cfg.Network, party: str, ready: "asyncio.Event | None" = No
     if ready:
         ready.set()
     await stop.wait()
+    operator.close()
+    control.socket_path(party_dir(net, party)).unlink(missing_ok=True)
     await node.stop()
 
 
