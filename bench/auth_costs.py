@@ -7,7 +7,7 @@ Companion to bench/auth_bench.py. It prints three things:
 
 1. The cores alone: the network of bench/auth_bench.py (the demo config with
    balances no run spends) built as an in-process world (posnet.sim.scenario.build),
-   one terminal selling in a loop; the time each party's ``core.handle``
+   one terminal (printer off, on mains) selling in a loop; the time each party's ``core.handle``
    takes per sale. No sockets, no store, no trace file: the floor of what
    the TCP runtime adds to.
 2. The top functions of that loop by own time (cProfile), per sale.
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import dataclasses
 import json
 import pstats
 import shutil
@@ -65,8 +66,15 @@ def build(directory: Path):
     net = cfg.load(path)
     world = build_world(net, int(time.time() * 1000))
     tid = net.acquirer["terminals"][0]["terminal_id"]
+    term = f"pos-{tid}"
+    core = world.parties[term].core
+    core.config = dataclasses.replace(
+        core.config, print_copies=()
+    )  # printer off, as in auth_bench
+    if hasattr(core, "devices"):  # a terminal with a battery: on mains
+        assert world.command(term, "battery", mains=True).done.ok
     c = net.card(None)
-    return world, f"pos-{tid}", Card(c["pan"], str(c["expiry"])), str(c["pin"])
+    return world, term, Card(c["pan"], str(c["expiry"])), str(c["pin"])
 
 
 def timed_cores(
