@@ -106,16 +106,26 @@ def run_at_commit(script: Path) -> None:
     os.execve(sys.executable, [sys.executable, str(script.resolve()), *argv], env)
 
 
+_snapshot_cleanup = []
+
+
 def remove_snapshot_at_exit() -> None:
+    """Remove the --at snapshot when this process ends (once, however often it is called)."""
     at = os.environ.get(SNAPSHOT_ENV)
-    if at and at.split(" ", 1)[1].startswith(tempfile.gettempdir()):
+    if (
+        at
+        and not _snapshot_cleanup
+        and at.split(" ", 1)[1].startswith(tempfile.gettempdir())
+    ):
         import atexit
 
-        atexit.register(shutil.rmtree, at.split(" ", 1)[1], True)
+        _snapshot_cleanup.append(at.split(" ", 1)[1])
+        atexit.register(shutil.rmtree, _snapshot_cleanup[0], True)
 
 
 if __name__ == "__main__":
     run_at_commit(Path(__file__))
+    remove_snapshot_at_exit()  # before posnet is imported from it, in case that fails
 
 from posnet import config as cfg
 from posnet.cli import start_network, stop_network
