@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from ..effects import TerminalOutput
 from .core import Card
-from .functions import SCREEN_PIN, SCREEN_SWIPE
+from .functions import SCREEN_ENTER_PASSWORD, SCREEN_PIN, SCREEN_PROTECTION, SCREEN_SWIPE
 
 Runner = Callable[..., TerminalOutput]  # run(function, **args) -> what the terminal showed and printed
 SCREEN_WIDTH = 40  # characters of the POS screen's frame
@@ -125,6 +125,10 @@ class PosUI:
         """One key of the menu; False to leave."""
         if k == "q":
             return False
+        if k in ("1", "2", "3", "4") and self.run("status").done.result.get("locked"):
+            # Protection mode: the terminal says so before asking for a card.
+            self.screen([SCREEN_PROTECTION, SCREEN_ENTER_PASSWORD])
+            return True
         if k in ("1", "2", "4"):
             amount = None
             if k != "2":
