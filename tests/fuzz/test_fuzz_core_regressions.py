@@ -123,24 +123,24 @@ def test_switch_still_answers_a0_to_a_request_whose_mac_fails(live):
     assert (reply.mti, reply["39"]) == ("0210", "A0")
 
 
-# -- kinds the acquirer does not handle -------------------------------------------
+# -- settlement and batch upload: the fields they need ------------------------------
 
 
 @pytest.mark.parametrize(
-    "mti, fields",
+    "mti, fields, code",
     [
-        ("0500", {"11": "000009", "60": "00000001201"}),
-        ("0320", {"11": "000009", "60": "00000001202"}),
-        ("0500", {"11": "000009", "41": TID, "42": "898310148160001", "60": "00000001201"}),
-        ("0320", {"11": "000009", "41": TID, "42": "898310148160001", "48": "0003", "60": "00000001202"}),
+        ("0500", {"11": "000009", "60": "00000001201"}, "30"),
+        ("0320", {"11": "000009", "60": "00000001202"}, "30"),
+        ("0500", {"11": "000009", "41": TID, "42": "898310148160001", "60": "00000001201"}, "30"),
+        ("0320", {"11": "000009", "41": TID, "42": "898310148160001", "48": "0003", "60": "00000001202"}, "30"),
     ],
-    ids=["settlement without F41/F42", "batch upload without F41/F42", "settlement", "batch upload"],
+    ids=["settlement without F41/F42", "batch upload without F41/F42", "settlement without F48/F64", "batch upload without F64"],
 )
-def test_settlement_and_batch_upload_are_answered_40_before_f41_and_f42_are_read(live, mti, fields):
+def test_settlement_and_batch_upload_missing_fields_are_answered_30_before_f41_and_f42_are_read(live, mti, fields, code):
     frame = encode_terminal(Message(mti, fields, tpdu="6000030000", header="602200000000"))
     effects = handle(live.fresh_acquirer(), frame, live.world.now_ms)
     (reply,) = replies_to(effects)
-    assert (reply.mti, reply["39"], reply.has(64)) == (response_mti(mti), "40", False)
+    assert (reply.mti, reply["39"], reply.has(64)) == (response_mti(mti), code, False)
     assert not forwarded(effects)
 
 
