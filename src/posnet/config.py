@@ -306,7 +306,9 @@ def terminal_config(net: Network, terminal_id: str | None) -> tuple[TerminalConf
 def terminal_device_settings(t: dict[str, Any]) -> DeviceSettings:
     """A terminal's paper, battery and protection password (docs/terminal.md). A clear password is
     salted here and hashed when the terminal first needs it; only the hash is ever stored."""
-    limits = {k: int(t[k]) for k in DEVICE_LIMIT_KEYS if k in t}
+    limits: dict[str, Any] = {k: int(t[k]) for k in DEVICE_LIMIT_KEYS if k in t}
+    if "on_mains" in t:
+        limits["on_mains_at_start"] = bool(t["on_mains"])
     password = t.get("protection_password")
     try:
         return DeviceSettings(

@@ -41,7 +41,7 @@ def pos(world):
 
 def test_low_voltage_after_the_approval_leaves_no_slip_the_detail_list_shows_the_sale_and_a_charged_terminal_reprints_it(pos, card):
     protection_mv = terminal(pos).device_settings.battery_protection_mv
-    pos.command(POS, "battery", level_mv=protection_mv + 1)  # above protection: the sale may start
+    pos.command(POS, "battery", level_mv=protection_mv, mains=False)  # not below protection: the sale may start
     sale = pos.command(POS, "sale", card=card, pin=PIN, amount_fen=8800)
     assert sale.done.ok, "the sale stands"
     assert sale.slips == [], "no slip: the voltage fell below protection with the radio's drain"
@@ -100,7 +100,7 @@ def test_reprint_of_an_earlier_sale_by_voucher_number(pos, card):
 def test_battery_below_protection_refuses_a_sale_before_anything_is_sent(pos, card):
     before = len(sent_frames(pos))
     trace_no = terminal(pos).counters["trace_no"]
-    pos.command(POS, "battery", level_mv=terminal(pos).device_settings.battery_protection_mv - 1)
+    pos.command(POS, "battery", level_mv=terminal(pos).device_settings.battery_protection_mv - 1, mains=False)
     sale = pos.command(POS, "sale", card=card, pin=PIN, amount_fen=500)
     assert sale.done.ok is False and sale.done.result == {"error": "battery low"}
     assert sale.displays == ["电量不足,请充电 BATTERY LOW, PLEASE CHARGE"]
