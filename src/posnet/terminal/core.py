@@ -565,7 +565,7 @@ class Terminal(DeviceFunctions):
             self._put_counters(),
             Delete("state", "settlement"),
             Display(f"结算完成 SETTLED  批次号 BATCH {batch} {'对账平 BALANCED' if balanced else '对账不平 UNBALANCED'}"),
-            Print(slip),
+            *self._print_slip(slip, now_ms),  # paper and battery permitting (terminal/functions.py)
             Done(True, RC.APPROVED, {"batch_no": batch, "balanced": balanced, "uploaded": uploaded, "entries": entries}),
         ]
         return effects
