@@ -19,7 +19,6 @@ from ..effects import (
     Display,
     Done,
     Effect,
-    Print,
     Put,
     Received,
     Send,
