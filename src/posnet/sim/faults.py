@@ -25,7 +25,8 @@ class FaultProfile:
     corrupt: float = 0.0  # a frame has a bit flipped
     host_crash: float = 0.0  # per step: the acquirer, the switch or an issuer dies …
     power_cut: float = 0.0  # per step: a terminal loses power …
-    restart_ms: int = 20_000  # … and starts again this long after
+    shock: float = 0.0  # per step: a terminal is knocked into protection mode (保护状态) …
+    restart_ms: int = 20_000  # … and starts again (is unlocked) this long after
 
     def describe(self) -> str:
         parts = [f"{f.name}={getattr(self, f.name)}" for f in fields(self) if f.name != "name" and getattr(self, f.name)]
@@ -35,9 +36,9 @@ class FaultProfile:
 PROFILES: dict[str, FaultProfile] = {
     "none": FaultProfile("none"),
     "light": FaultProfile("light", latency_ms=2, drop=0.005, late=0.002, duplicate=0.005, reorder=0.01, corrupt=0.002,
-                          host_crash=0.002, power_cut=0.002),
+                          host_crash=0.002, power_cut=0.002, shock=0.001),
     "heavy": FaultProfile("heavy", latency_ms=5, drop=0.03, late=0.01, duplicate=0.02, reorder=0.05, corrupt=0.01,
-                          host_crash=0.01, power_cut=0.01),
+                          host_crash=0.01, power_cut=0.01, shock=0.01),
 }
 
 

@@ -106,11 +106,15 @@ def _traffic(world: World, net, p: FaultProfile, n: int, rng: random.Random, kin
             if at <= world.now_ms:
                 world.restart(party)
                 del down[party]
+                if party in terminals:  # the operator switches it on again: owed reversals go first
+                    kinds[party] = "power-on"
+                    world.submit(party, Command("power-on"))
+                    world.run()
         idle = [t for t in terminals if t not in down and not world.parties[t].core.busy]
         if not idle:
             continue
         term = rng.choice(idle)
-        name, args = _choose(world.parties[term].core, cards, rng)
+        name, args = _choose(world.parties[term].core, cards, rng, world.now_ms)
         kinds[term] = name
         world.submit(term, Command(name, args))
         world.run()
@@ -120,6 +124,12 @@ def _traffic(world: World, net, p: FaultProfile, n: int, rng: random.Random, kin
                 world.parties[f"issuer-{i['name']}"].core.ledger.check_invariants()
         # Party faults, drawn once per transaction started.
         r_host, r_power, victim_host, victim_term = rng.random(), rng.random(), rng.choice(hosts), rng.choice(terminals)
+        r_shock, shocked = rng.random(), rng.choice(terminals)
+        if r_shock < p.shock and shocked not in down and not world.parties[shocked].core.busy:
+            kinds[shocked] = "shock"
+            world.submit(shocked, Command("shock"))
+            world.run()
+            faults["shock"] += 1
         if r_host < p.host_crash and victim_host not in down:
             world.crash(victim_host)
             down[victim_host] = world.now_ms + p.restart_ms
@@ -132,10 +142,18 @@ def _traffic(world: World, net, p: FaultProfile, n: int, rng: random.Random, kin
         world.restart(party)
 
 
-def _choose(core, cards: list[tuple[Card, str]], rng: random.Random) -> tuple[str, dict[str, Any]]:
+def _choose(core, cards: list[tuple[Card, str]], rng: random.Random, now_ms: int) -> tuple[str, dict[str, Any]]:
     r = rng.random()
     card, pin = rng.choice(cards)
     amount = rng.randint(100, 20_000)
+    # The operator looks after the device first, as a cashier would.
+    status = core.device_status(now_ms)
+    if status["locked"]:
+        return "unlock", {"password": scenario.PROTECTION_PASSWORD}
+    if status["paper_out"]:
+        return "load-paper", {}
+    if status["unprinted"] and r < 0.5:
+        return "reprint", {"voucher_no": int(status["unprinted"][0])}
     if not core.signed_on:
         return "sign-on", {}
     if core.settling is not None or rng.random() < SETTLE_SHARE:
@@ -171,6 +189,10 @@ def _quiesce(world: World, net, kinds: dict[str, str]) -> None:
     for t in net.acquirer["terminals"]:
         name = f"pos-{t['terminal_id']}"
         core = world.parties[name].core
+        if core.device_status(world.now_ms)["locked"]:
+            kinds[name] = "unlock"
+            world.submit(name, Command("unlock", {"password": scenario.PROTECTION_PASSWORD}))
+            world.run()
         if not core.signed_on:
             kinds[name] = "sign-on"
             world.submit(name, Command("sign-on"))

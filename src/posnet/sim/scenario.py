@@ -17,6 +17,7 @@ from ..terminal.core import Card, Terminal
 from .world import World
 
 ISSUER_NAMES = ("bank-a", "bank-b", "bank-c", "bank-d")
+PROTECTION_PASSWORD = "147258"  # every simulated terminal's, so the operator can unlock it
 
 
 def _key(rng: random.Random) -> str:
@@ -49,7 +50,12 @@ def network_for(seed: int, issuers: int = 3, cards_per_issuer: int = 6, terminal
                 {"merchant_id": f"8983101481600{m:02d}", "name": f"商户{m}", "mcc": "5411"} for m in range(2)
             ],
             "terminals": [
-                {"terminal_id": f"2000{t:04d}", "merchant_id": f"8983101481600{t % 2:02d}", "tmk": _key(rng)}
+                {
+                    "terminal_id": f"2000{t:04d}",
+                    "merchant_id": f"8983101481600{t % 2:02d}",
+                    "tmk": _key(rng),
+                    "protection_password": PROTECTION_PASSWORD,
+                }
                 for t in range(terminals)
             ],
         },
