@@ -374,9 +374,6 @@ class Issuer:
             effects += self._take_back_refund(original_key, original, now_ms)
         else:
             effects.append(Trace(lifecycle, "reversal: nothing to release", {"status": original.get("status")}))
-        if original is not None and original.get("status") == "declined":
-            original["status"] = "declined-reversed"
-            effects.append(Put("auths", original_key, original))
         return effects + [self._reply(source, req, RC.APPROVED)]
 
     def _take_back_refund(self, refund_key: str, refund: dict[str, Any], now_ms: int) -> list[Effect]:

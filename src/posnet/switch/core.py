@@ -224,7 +224,8 @@ class Switch:
         flight = self._in_flight.pop(key, None)
         lifecycle = (reply.get(37) or "").strip()
         if flight is None:
-            return heard + self._late_reply(issuer, key, reply, now_ms)
+            # Late: the reversal was queued when the timer fired; nothing more to do but record it.
+            return heard + [Trace(lifecycle, "late reply from issuer", {"issuer": issuer, "rc": reply.get(39)})]
         extra = {f: reply[f] for f in ("38", "54", "100") if reply.has(f)}
         return heard + [
             CancelTimer(TIMER_ISSUER + key),
@@ -238,10 +239,6 @@ class Switch:
         fields["90"] = OriginalData(request.mti, request["11"], request["7"], request["32"]).encode()
         fields["100"] = self.config.issuers[issuer].institution_id
         return Message("0400", fields)
-
-    def _late_reply(self, issuer: str, key: str, reply: Message, now_ms: int) -> list[Effect]:
-        # The reversal was queued when the timer fired; nothing more to do but record it.
-        return [Trace((reply.get(37) or "").strip(), "late reply from issuer", {"issuer": issuer, "rc": reply.get(39)})]
 
     def _issuer_timeout(self, key: str, now_ms: int) -> list[Effect]:
         flight = self._in_flight.pop(key, None)

@@ -365,7 +365,7 @@ class Terminal(DeviceFunctions):
 
     def _next_reversal(self, rnd: "_Round", now_ms: int) -> list[Effect]:
         """Send the next reversal of this round; when none is left, go on with what waited."""
-        for voucher, record in self.reversals.items():
+        for voucher in self.reversals:
             if voucher not in rnd.tried:
                 return self._send_reversal(voucher, rnd, now_ms)
         effects: list[Effect] = []
@@ -474,7 +474,7 @@ class Terminal(DeviceFunctions):
         except WireError as e:
             return [Display(f"余额格式错 BAD BALANCE: {e}"), Done(False, result={"error": "bad balance"})]
         return [
-            Display(f"{self._auto_reversal_note(ex)}余额 BALANCE: {yuan(balance)}"),
+            Display(f"{self._auto_reversal_note()}余额 BALANCE: {yuan(balance)}"),
             Done(True, RC.APPROVED, {"balance_fen": balance, "currency": currency}),
         ]
 
@@ -601,7 +601,7 @@ class Terminal(DeviceFunctions):
         slips = self._print_receipt(voucher, now_ms)
         return [
             Put("journal", voucher, entry),
-            Display(f"{self._auto_reversal_note(ex)}交易成功 APPROVED  凭证号 VOUCHER {voucher}"),
+            Display(f"{self._auto_reversal_note()}交易成功 APPROVED  凭证号 VOUCHER {voucher}"),
             *slips,
             Done(True, RC.APPROVED, {k: entry[k] for k in ("voucher_no", "reference_no", "auth_code", "amount_fen", "batch_no")}),
         ]
@@ -621,7 +621,7 @@ class Terminal(DeviceFunctions):
             return effects + self._next_reversal(rnd, now_ms)
         return self._reversal_not_done(ex, now_ms, f"host answered {rc}")
 
-    def _auto_reversal_note(self, ex: _Exchange) -> str:
+    def _auto_reversal_note(self) -> str:
         if self._auto_reversed:
             self._auto_reversed = False
             return "自动冲正成功 AUTO REVERSAL DONE; "
