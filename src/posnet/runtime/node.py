@@ -211,6 +211,8 @@ class PartyNode:
                     conn.transport.close()
             elif isinstance(e, Trace):
                 self._trace(e)
+        if self._trace_file is not None:
+            self._trace_file.flush()  # once a group: the trace of what was just said
 
     def _fire(self, key: str) -> None:
         self._timers.pop(key, None)
@@ -221,4 +223,3 @@ class PartyNode:
             return
         line = {"ms": now_ms(), "party": self.name, "lifecycle": t.lifecycle, "event": t.event, **t.detail}
         self._trace_file.write(json.dumps(line, ensure_ascii=False) + "\n")
-        self._trace_file.flush()
