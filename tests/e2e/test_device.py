@@ -1,35 +1,15 @@
 """The terminal as a device, end to end: each party its own process, the terminal over TCP."""
 
 import json
-import os
-import subprocess
-import sys
 import time
 
 import pytest
+from cli_helpers import balance, pos, posnet
 
 pytestmark = pytest.mark.e2e
 
 PAN = "6222020000000001"
 PASSWORD = "147258"
-
-
-def posnet(net, *args: str, check: bool = False) -> subprocess.CompletedProcess:
-    env = {**os.environ, "POSNET_CONFIG": str(net.path)}
-    proc = subprocess.run([sys.executable, "-m", "posnet", *args], capture_output=True, text=True, env=env, timeout=120)
-    if check:
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc
-
-
-def pos(net, *args: str) -> dict:
-    proc = posnet(net, "pos", "--json", *args)
-    assert proc.stdout, proc.stderr
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def balance(net, pan: str) -> int:
-    return json.loads(posnet(net, "balance", "--json", "--card", pan, check=True).stdout)[pan]
 
 
 def fresh(net, terminal="10000001"):
