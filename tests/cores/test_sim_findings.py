@@ -126,3 +126,23 @@ def test_a_mac_error_on_one_copy_does_not_hide_an_approval_of_the_other(world, c
     world.advance(120_000)
     assert sale.done.response_code == "96" and sale.slips == []
     assert balance(world) == START, "the copy that got through was reversed"
+
+
+def test_a_reversed_void_puts_the_hold_back_even_when_the_money_was_spent_since(world):
+    from posnet.terminal.core import Card
+
+    card = Card("6222020000000027", "3012")  # a balance of 100.00
+    world.command(POS, "sign-on")
+    sale = world.command(POS, "sale", card=card, pin="654321", amount_fen=8_000)
+    world.cut.add(("acquirer", f"conn:{POS}"))  # the void is approved, its answer lost
+    world.command(POS, "void", voucher_no=int(sale.done.result["voucher_no"]))
+    world.advance(30_000)
+    world.cut.clear()
+    issuer = world.parties["issuer-bank-a"].core
+    world.command("pos-10000002", "sign-on")
+    other = world.command("pos-10000002", "sale", card=card, pin="654321", amount_fen=9_000)
+    assert other.done.ok, "the released money is spent at another terminal"
+    assert world.command(POS, "inquiry", card=card, pin="654321").done  # the void's reversal goes first
+    account = issuer.ledger.account(issuer.config.cards[card.pan].account_id)
+    assert account.debits_pending == 8_000 + 9_000, "both sales stand and are held"
+    issuer.ledger.check_invariants()

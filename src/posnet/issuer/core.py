@@ -410,6 +410,17 @@ class Issuer:
         (result,) = self.ledger.create_transfers([hold], now_ms)
         void["status"] = "reversed"
         effects: list[Effect] = [Put("auths", void_key, void)]
+        if result == CreateTransferResult.EXCEEDS_CREDITS:
+            # The sale was authorized while the money was there, and it stands: the hold goes back in
+            # full. What the card can no longer cover is advanced from suspense, an exception to follow up.
+            shortfall = sale["amount_fen"] - self.available_fen(card.account_id)
+            advance = Transfer(
+                derive_id("advance", void_key), SUSPENSE_ACCOUNT, card.account_id, shortfall, chart.CNY,
+                chart.OVERDRAFT_ADVANCE, TransferFlags.LINKED, user_data=derive_id("lifecycle", sale_key),
+            )
+            results = self.ledger.create_transfers([advance, hold], now_ms)
+            result = results[-1]
+            effects.append(Trace(sale["rrn"], "void reversed: hold placed again with an overdraft advance", {"advance_fen": shortfall}))
         if result in (CreateTransferResult.OK, CreateTransferResult.EXISTS):
             sale.update(status="held", hold_id=hold_id)
             effects.append(Put("auths", sale_key, sale))

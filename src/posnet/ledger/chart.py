@@ -39,6 +39,9 @@ FEE = 30
 SETTLEMENT = 40
 MANUAL_CREDIT = 50
 CHARGEBACK = 60
+# The issuer advances what a card can no longer cover when a reversed void puts its sale's hold back
+# (the sale was authorized when the money was there): an overdraft, booked against suspense.
+OVERDRAFT_ADVANCE = 70
 
 ACCOUNT_CODE_NAMES = {
     ISSUER_CARDHOLDER: "issuer cardholder",
@@ -66,4 +69,5 @@ TRANSFER_CODE_NAMES = {
     SETTLEMENT: "settlement",
     MANUAL_CREDIT: "manual credit",
     CHARGEBACK: "chargeback",
+    OVERDRAFT_ADVANCE: "overdraft advance",
 }

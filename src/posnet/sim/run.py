@@ -22,6 +22,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ..ledger import chart
 from ..links import LinkLimits
 from ..effects import Command, Done, TerminalOutput, mask_pan
 from ..terminal.core import Card
@@ -248,14 +249,16 @@ def check(world: World, net, settled: list[dict[str, Any]] = ()) -> list[str]:
             violations.append(f"rule 1: {issuer.config.name}'s books: {e}")
         for pan, card in issuer.config.cards.items():
             a = issuer.ledger.account(card.account_id)
-            opening = issuer.config.opening_balances_fen.get(card.account_id, 0)
             if a.debits_pending != standing[pan]:
                 violations.append(
                     f"rule 2: {mask_pan(pan)}: the issuer holds {a.debits_pending} fen, the terminals' journals stand at {standing[pan]}"
                 )
-            # Nothing is cleared yet, so what is posted besides the opening balance is refunds,
-            # less any refund taken back.
-            credited = a.credits_posted - a.debits_posted - opening
+            # Refunds credited, less any refund taken back (transfers of the refund code).
+            credited = sum(
+                t.amount if t.credit_account_id == card.account_id else -t.amount
+                for t in issuer.ledger.account_history(card.account_id)
+                if t.code == chart.REFUND_CREDIT
+            )
             if credited != refunds[pan]:
                 violations.append(f"rule 4: {mask_pan(pan)}: credited {credited} fen, refunds approved {refunds[pan]}")
     world.advance(HOLD_EXPIRY_PASSED_MS)
