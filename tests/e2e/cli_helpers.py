@@ -24,3 +24,15 @@ def pos(net, *args: str) -> dict:
 def balance(net, pan: str) -> int:
     """A card's available balance at its issuer, read from the issuer's store (fen)."""
     return json.loads(posnet(net, "balance", "--json", "--card", pan, check=True).stdout)[pan]
+
+
+def wait_until(predicate, timeout_s: float = 20.0) -> bool:
+    """Poll until ``predicate()`` holds (stores and forwards drain in their own time)."""
+    import time
+
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return predicate()

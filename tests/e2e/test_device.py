@@ -1,10 +1,9 @@
 """The terminal as a device, end to end: each party its own process, the terminal over TCP."""
 
 import json
-import time
 
 import pytest
-from cli_helpers import balance, pos, posnet
+from cli_helpers import balance, pos, posnet, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -22,15 +21,6 @@ def fresh(net, terminal="10000001"):
 def acquirer_trace_lines(net) -> int:
     path = net.data_dir / "acquirer" / "trace.jsonl"
     return len(path.read_text(encoding="utf-8").splitlines()) if path.exists() else 0
-
-
-def wait_for(predicate, timeout_s=30.0):
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return predicate()
 
 
 def test_low_voltage_after_approval_no_slip_detail_shows_it_charged_reprint_last_and_one_hold(network):
@@ -96,11 +86,11 @@ def test_power_cut_between_sending_a_sale_and_its_reply_reversal_first_at_power_
     before = balance(network, PAN)
     cut = posnet(network, "pos", "--json", "power-cut", "--at", "sent", "sale", "--amount", "66.00")
     assert cut.returncode == -9 and cut.stdout == "", "killed after the request left, before the reply"
-    assert wait_for(lambda: balance(network, PAN) == before - 6600), "the issuer approved and holds the money"
+    assert wait_until(lambda: balance(network, PAN) == before - 6600), "the issuer approved and holds the money"
     boot = pos(network, "power-on")
     assert boot["screen"][:3] == ["POSNET 10000001 欢迎使用 WELCOME", "自动冲正 AUTO REVERSAL", "冲正中 REVERSING"]
     assert boot["ok"] and boot["result"] == {"reversal": "done"}
-    assert wait_for(lambda: balance(network, PAN) == before), "the reversal gave the money back"
+    assert wait_until(lambda: balance(network, PAN) == before), "the reversal gave the money back"
     assert pos(network, "detail")["result"]["entries"] == [] or all(
         e["amount_fen"] != 6600 for e in pos(network, "detail")["result"]["entries"]
     ), "the sale is not in the detail list"

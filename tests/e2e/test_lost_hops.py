@@ -11,6 +11,7 @@ import urllib.request
 from contextlib import contextmanager
 
 import pytest
+from cli_helpers import wait_until
 
 from posnet import config
 from posnet.cli import issuer_balances, start_network, stop_network
@@ -51,15 +52,6 @@ def chaos(control: str, path: str, body: dict | None = None) -> dict:
 
 def held(net) -> int:
     return 1_000_000 - issuer_balances(net, [PAN])[PAN]
-
-
-def wait_until(predicate, timeout_s=20.0) -> bool:
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return predicate()
 
 
 @contextmanager
