@@ -183,6 +183,8 @@ def _check(net: Network) -> None:
                 raise ConfigError(f"{cw}: give 'pin' (or 'pin_offset')")
             if c.get("status", "active") not in ("active", "lost", "stolen", "blocked"):
                 raise ConfigError(f"{cw}: status is one of active, lost, stolen, blocked")
+    if not isinstance(net.raw.get("network", {}).get("dev_clock", False), bool):
+        raise ConfigError(f"{net.path}: [network] dev_clock is true or false")
     from .runtime.chaos import plan_proxies  # here: the chaos module reads this one
 
     plan_proxies(net)  # a bad [chaos] section is named at load time

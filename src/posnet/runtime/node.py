@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from ..effects import (
     Trace,
 )
 from ..wire import FrameReader, WireError, frame
+from .clock import NetworkClock, wall_ms
 from .store import PartyStore
 
 log = logging.getLogger("posnet.runtime")
@@ -36,10 +36,9 @@ log = logging.getLogger("posnet.runtime")
 RECONNECT_FIRST_S = 0.2
 RECONNECT_CAP_S = 5.0
 MAX_CONNECTIONS = 1_000  # inbound connections a party accepts at once
+ADVANCE_FIRINGS_MAX = 10_000  # timers one clock advance fires inline; any more fire from the loop just after
 
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
+now_ms = wall_ms  # real time, for a driver outside a network; a party reads its NetworkClock
 
 
 @dataclass(frozen=True)
@@ -87,14 +86,16 @@ class PartyNode:
         listen: tuple[str, int] | None,
         links: list[LinkSpec] = (),
         trace_path: Path | None = None,
+        clock: NetworkClock | None = None,
     ):
         self.name = name
+        self.clock = clock or NetworkClock()
         self.core = core
         self.store = store
         self.listen = listen
         self.links = list(links)
         self._conns: dict[str, _Conn] = {}
-        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._timers: dict[str, tuple[int, asyncio.TimerHandle]] = {}  # key -> (at_ms, handle)
         self._pending: list[Any] = []
         self._flush_scheduled = False
         self._next_conn = 0
@@ -148,7 +149,7 @@ class PartyNode:
         for c in list(self._conns.values()):
             if c.transport:
                 c.transport.close()
-        for h in self._timers.values():
+        for _, h in self._timers.values():
             h.cancel()
         self._flush()
         self.store.close()
@@ -161,7 +162,7 @@ class PartyNode:
         if self._stopping:
             return
         try:
-            effects = self.core.handle(event, now_ms())
+            effects = self.core.handle(event, self.clock.now_ms())
         except Exception:  # a bug in a core must not take the party down with money in flight
             log.exception("%s: core failed on %s", self.name, type(event).__name__)
             return
@@ -172,10 +173,29 @@ class PartyNode:
 
     def handle_now(self, event: Any) -> list[Any]:
         """An operator's command: handled at once, its records committed before this returns."""
-        effects = self.core.handle(event, now_ms())
+        effects = self.core.handle(event, self.clock.now_ms())
         self._pending.extend(effects)
         self._flush()
         return effects
+
+    def advance_clock(self, offset_ms: int) -> list[str]:
+        """`posnet clock advance`: the network's clock moved forward. The timers now due fire at once,
+        earliest first, each committed before the next; the rest are re-armed for the new time.
+        Returns the keys of the timers that fired."""
+        self.clock.move_to(offset_ms)
+        fired: list[str] = []
+        while len(fired) < ADVANCE_FIRINGS_MAX:
+            now = self.clock.now_ms()
+            due = min(((at_ms, key) for key, (at_ms, _) in self._timers.items() if at_ms <= now), default=None)
+            if due is None:
+                break
+            self._timers[due[1]][1].cancel()
+            self._fire(due[1])
+            self._flush()
+            fired.append(due[1])
+        for key, (at_ms, _) in list(self._timers.items()):
+            self._arm(key, at_ms)
+        return fired
 
     def _flush(self) -> None:
         self._flush_scheduled = False
@@ -196,15 +216,11 @@ class PartyNode:
                 else:
                     conn.transport.write(frame(e.frame))
             elif isinstance(e, SetTimer):
+                self._arm(e.key, e.at_ms)
+            elif isinstance(e, CancelTimer):
                 old = self._timers.pop(e.key, None)
                 if old:
-                    old.cancel()
-                delay = max(0.0, (e.at_ms - now_ms()) / 1000)
-                self._timers[e.key] = self.loop.call_later(delay, self._fire, e.key)
-            elif isinstance(e, CancelTimer):
-                h = self._timers.pop(e.key, None)
-                if h:
-                    h.cancel()
+                    old[1].cancel()
             elif isinstance(e, Close):
                 conn = self._conns.get(e.to)
                 if conn and conn.transport:
@@ -214,6 +230,14 @@ class PartyNode:
         if self._trace_file is not None:
             self._trace_file.flush()  # once a group: the trace of what was just said
 
+    def _arm(self, key: str, at_ms: int) -> None:
+        """Start (or restart) a timer; it keeps its absolute time so a clock advance can re-arm it."""
+        old = self._timers.pop(key, None)
+        if old:
+            old[1].cancel()
+        delay_s = max(0.0, (at_ms - self.clock.now_ms()) / 1000)
+        self._timers[key] = (at_ms, self.loop.call_later(delay_s, self._fire, key))
+
     def _fire(self, key: str) -> None:
         self._timers.pop(key, None)
         self.submit(TimerFired(key))
@@ -221,5 +245,5 @@ class PartyNode:
     def _trace(self, t: Trace) -> None:
         if self._trace_file is None:
             return
-        line = {"ms": now_ms(), "party": self.name, "lifecycle": t.lifecycle, "event": t.event, **t.detail}
+        line = {"ms": self.clock.now_ms(), "party": self.name, "lifecycle": t.lifecycle, "event": t.event, **t.detail}
         self._trace_file.write(json.dumps(line, ensure_ascii=False) + "\n")

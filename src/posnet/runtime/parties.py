@@ -16,7 +16,8 @@ from ..issuer.core import Issuer
 from ..security import SecurityModule
 from ..switch.core import Switch
 from . import chaos, control
-from .node import LinkSpec, PartyNode, now_ms
+from .clock import NetworkClock
+from .node import LinkSpec, PartyNode
 from .store import PartyStore
 
 log = logging.getLogger("posnet.runtime")
@@ -61,25 +62,26 @@ def open_party(net: cfg.Network, party: str) -> tuple[PartyNode, list[Any]]:
     location = store_location(net, party)
     schema = party_schema(net, party) if location.startswith("postgres") else None
     ep = net.endpoint(party)
+    clock = NetworkClock.of(net)  # a restarted party takes the network's time, advanced or not
     links: list[LinkSpec] = []
     if party == "acquirer":
         store = PartyStore(location, with_ledger=True, schema=schema)
         core: Any = Acquirer(cfg.acquirer_config(net, hsm), hsm, store.load_ledger())
         links.append(LinkSpec("switch", *chaos.upstream_endpoint(net, "acquirer", "switch")))
-        restore = core.restore(store.load(), now_ms())
+        restore = core.restore(store.load(), clock.now_ms())
     elif party == "switch":
         store = PartyStore(location, schema=schema)
         core = Switch(cfg.switch_config(net, hsm), hsm)
         for i in net.issuers:
             links.append(LinkSpec(f"issuer:{i['name']}", *chaos.upstream_endpoint(net, "switch", f"issuer-{i['name']}")))
-        restore = core.restore(store.load(), now_ms())
+        restore = core.restore(store.load(), clock.now_ms())
     elif party.startswith("issuer-"):
         store = PartyStore(location, with_ledger=True, schema=schema)
         core = Issuer(cfg.issuer_config(net, party[len("issuer-") :], hsm), hsm, store.load_ledger())
-        restore = core.restore(store.load(), now_ms())
+        restore = core.restore(store.load(), clock.now_ms())
     else:
         raise cfg.ConfigError(f"no party {party!r}; the parties are {', '.join(net.party_names())}")
-    return PartyNode(party, core, store, (ep.host, ep.port), links, trace_path=d / "trace.jsonl"), restore
+    return PartyNode(party, core, store, (ep.host, ep.port), links, trace_path=d / "trace.jsonl", clock=clock), restore
 
 
 async def serve(net: cfg.Network, party: str, ready: "asyncio.Event | None" = None) -> None:

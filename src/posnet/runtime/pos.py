@@ -30,7 +30,7 @@ from ..effects import (
 from ..terminal.core import RESPONSE_TIMER, Terminal
 from ..wire import FrameReader, WireError, frame
 from . import chaos
-from .node import now_ms
+from .clock import NetworkClock
 from .parties import party_dir, security_module
 from .store import PartyStore
 
@@ -58,7 +58,8 @@ class TerminalDriver:
         self.hsm = security_module(directory)
         self.store = PartyStore(directory / "terminal.sqlite")
         self.core = Terminal(tcfg, self.hsm, self.hsm.import_clear_key(clear_tmk))
-        restored = self.core.restore(self.store.load(), now_ms())
+        self.clock = NetworkClock.of(net)  # the network's time, advanced in dev mode (runtime/clock.py)
+        restored = self.core.restore(self.store.load(), self.clock.now_ms())
         self.store.commit([e for e in restored if isinstance(e, RECORD_TYPES)])
         self.endpoint = cfg.Endpoint(*chaos.upstream_endpoint(net, "terminal", "acquirer"))
         self.on_display = on_display
@@ -79,7 +80,7 @@ class TerminalDriver:
         frames = FrameReader()
         deadline_ms: int | None = None
         inbox: list[bytes] = []
-        effects = self.core.handle(Command(name, args), now_ms())
+        effects = self.core.handle(Command(name, args), self.clock.now_ms())
         try:
             while True:
                 records = [e for e in effects if isinstance(e, RECORD_TYPES)]
@@ -122,7 +123,7 @@ class TerminalDriver:
                     elif isinstance(e, Done):
                         out.done = e
                 if printed:  # the printer is done with what it was given: the print jobs close
-                    done_records = [e for e in self.core.handle(Command("printed"), now_ms()) if isinstance(e, RECORD_TYPES)]
+                    done_records = [e for e in self.core.handle(Command("printed"), self.clock.now_ms()) if isinstance(e, RECORD_TYPES)]
                     if done_records:
                         self.store.commit(done_records)
                 if out.done is not None:
@@ -130,14 +131,14 @@ class TerminalDriver:
                 if next_events:
                     effects = []
                     for ev in next_events:
-                        effects += self.core.handle(ev, now_ms())
+                        effects += self.core.handle(ev, self.clock.now_ms())
                     continue
                 event = await self._next_event(reader, frames, inbox, deadline_ms)
                 if isinstance(event, str):  # the acquirer closed the connection
                     reader = writer = None
                     frames = FrameReader()
                     event = await self._wait_until(deadline_ms)
-                effects = self.core.handle(event, now_ms())
+                effects = self.core.handle(event, self.clock.now_ms())
         finally:
             if writer is not None:
                 writer.close()
@@ -151,7 +152,7 @@ class TerminalDriver:
         while not inbox:
             if reader is None:
                 return await self._wait_until(deadline_ms)
-            timeout = None if deadline_ms is None else max(0.0, (deadline_ms - now_ms()) / 1000)
+            timeout = None if deadline_ms is None else max(0.0, (deadline_ms - self.clock.now_ms()) / 1000)
             try:
                 data = await asyncio.wait_for(reader.read(4096), timeout)
             except asyncio.TimeoutError:
@@ -166,10 +167,9 @@ class TerminalDriver:
                 return Received("acquirer", data)  # let the core judge an unreadable reply
         return Received("acquirer", inbox.pop(0))
 
-    @staticmethod
-    async def _wait_until(deadline_ms: int | None):
+    async def _wait_until(self, deadline_ms: int | None):
         if deadline_ms is not None:
-            await asyncio.sleep(max(0.0, (deadline_ms - now_ms()) / 1000))
+            await asyncio.sleep(max(0.0, (deadline_ms - self.clock.now_ms()) / 1000))
         return TimerFired(RESPONSE_TIMER)
 
 

@@ -229,7 +229,7 @@ def inject_tmk(net: cfg.Network, args) -> int:
 def _offline(net: cfg.Network, directory, hsm, command: dict[str, Any]) -> dict[str, Any]:
     from ..acquirer.core import Acquirer
     from ..effects import Command, Put, Trace
-    from .node import now_ms
+    from .clock import NetworkClock
     from .parties import party_schema, store_location
     from .store import PartyStore
 
@@ -237,8 +237,9 @@ def _offline(net: cfg.Network, directory, hsm, command: dict[str, Any]) -> dict[
     store = PartyStore(location, with_ledger=True, schema=party_schema(net, "acquirer") if location.startswith("postgres") else None)
     try:
         core = Acquirer(cfg.acquirer_config(net, hsm), hsm, store.load_ledger())
-        core.restore(store.load(), now_ms())  # only to know the terminals; what restore would resend is left for the acquirer's start
-        effects = core.handle(Command("inject-tmk", command), now_ms())
+        now_ms = NetworkClock.of(net).now_ms()
+        core.restore(store.load(), now_ms)  # only to know the terminals; what restore would resend is left for the acquirer's start
+        effects = core.handle(Command("inject-tmk", command), now_ms)
         store.commit([e for e in effects if isinstance(e, Put) and e.table == "terminals"])
     finally:
         store.close()
