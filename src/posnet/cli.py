@@ -349,10 +349,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--base-port", type=int, default=0)
     sp.set_defaults(fn=cmd_demo)
 
-    from .runtime import chaos, clock
+    from .runtime import chaos, clock, notifier
     from .sim import cli as sim_cli
 
     chaos.register_cli(sub)
+    notifier.register_cli(sub, with_config)  # posnet sms
     clock.register_cli(sub, with_config)  # posnet clock show | advance 48h
     sim_cli.register_cli(sub)
     return p

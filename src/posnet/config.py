@@ -157,6 +157,7 @@ def _check(net: Network) -> None:
             raise ConfigError(f"{where}: a protection_password has at least {PASSWORD_MIN_LENGTH} characters")
     if "transport_key" in a:
         _key(a, "transport_key", "[acquirer]")
+    _check_operators(a.get("operators", []))
     _need(net.switch, "institution_id", "[switch]")
     _need(net.switch, "port", "[switch]")
     names = set()
@@ -188,6 +189,18 @@ def _check(net: Network) -> None:
     from .runtime.chaos import plan_proxies  # here: the chaos module reads this one
 
     plan_proxies(net)  # a bad [chaos] section is named at load time
+
+
+def _check_operators(operators: Any) -> None:
+    """[acquirer] operators: the names that may request and approve manual credits."""
+    from .acquirer.manual_credit import OPERATOR_MAX_CHARS
+
+    if not isinstance(operators, list) or not all(isinstance(o, str) and o.strip() == o and o for o in operators):
+        raise ConfigError("[acquirer] operators: a list of names, e.g. [\"alice\", \"bob\"]")
+    if len(set(operators)) != len(operators):
+        raise ConfigError("[acquirer] operators: a name appears twice")
+    if any(len(o) > OPERATOR_MAX_CHARS for o in operators):
+        raise ConfigError(f"[acquirer] operators: a name has at most {OPERATOR_MAX_CHARS} characters")
 
 
 def yuan_to_fen(value: Any) -> int:
@@ -229,6 +242,7 @@ def acquirer_config(net: Network, hsm: SecurityModule) -> AcquirerConfig:
             for t in a.get("terminals", [])
         },
         host_timeout_ms=int(a.get("host_timeout_ms", 20_000)),
+        operators=tuple(a.get("operators", [])),
     )
 
 

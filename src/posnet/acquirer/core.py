@@ -31,7 +31,7 @@ from ..effects import (
 )
 from ..ledger import Account, CreateTransferResult, Ledger, chart
 from ..ledger.ids import derive_id
-from . import settlement
+from . import manual_credit, settlement
 from ..forwarding import TIMER_PREFIX, ForwardingLimits, StoreAndForward
 from ..links import LinkLimits, LinkWatch
 from ..security import PinBlockFormatError, SecurityModule
@@ -97,6 +97,7 @@ class AcquirerConfig:
     merchants: dict[str, Merchant] = field(default_factory=dict)
     terminals: dict[str, TerminalEntry] = field(default_factory=dict)
     host_timeout_ms: int = 20_000  # shorter than the terminal's 30 s, so the terminal hears 98 from us
+    operators: tuple[str, ...] = ()  # who may request and approve manual credits (manual_credit.py)
     forwarding: ForwardingLimits = ForwardingLimits()
     link: LinkLimits = LinkLimits()
 
@@ -125,6 +126,7 @@ class Acquirer:
         self._pending: dict[str, _Pending] = {}  # host key -> request awaiting the switch
         self.saf = StoreAndForward("saf", SWITCH, config.forwarding)
         self.switch_link = LinkWatch(SWITCH, config.link, self._echo_request)
+        self.manual_credits = manual_credit.ManualCredits()
 
     # -- state --------------------------------------------------------------
 
@@ -135,6 +137,7 @@ class Acquirer:
         self._by_trace = {(t["terminal_id"], t["batch_no"], t["trace_no"]): rrn for rrn, t in self.txns.items()}
         self.reversed_unknown = {k: v["date_mmdd"] for k, v in tables.get("reversed_unknown", {}).items()}
         self.settlements = {k: dict(v) for k, v in tables.get("settlements", {}).items()}
+        self.manual_credits.restore(tables)
         effects = self.saf.restore(tables.get("saf", {}), now_ms) + self._open_books(now_ms)
         # A request whose answer was never heard is owed a reversal upstream (store and forward).
         for rrn, t in self.txns.items():
@@ -193,6 +196,8 @@ class Acquirer:
                 return self.saf.on_timer(event.key, self._encode_host, now_ms)
         if isinstance(event, Command) and event.name == "inject-tmk":
             return self._inject_tmk(event.args, now_ms)
+        if isinstance(event, Command) and event.name in manual_credit.COMMANDS:
+            return self.manual_credits.handle(event, self.config, self.txns, self.ledger, now_ms)
         if isinstance(event, Command):
             return []
         return []

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import timefmt
-from ..effects import Effect, LedgerWrite, Put, Received, SetTimer, Send, TimerFired, Trace, mask_pan
+from ..effects import Command, Effect, LedgerWrite, Put, Received, SetTimer, Send, TimerFired, Trace, mask_pan
 from ..ledger import Account, AccountFlags, CreateTransferResult, Ledger, Transfer, TransferFlags
 from ..ledger import chart
 from ..ledger.ids import derive_id
@@ -24,6 +24,7 @@ from ..wire import RC, Kind, Message, WireError, response_mti
 from ..wire.codec import decode_host, encode_host
 from ..wire.codes import host_kind, is_request
 from ..wire.fields import build_balance, parse_f90, parse_track2
+from . import sms
 
 SWITCH = "switch"
 HOLD_EXPIRY_TIMER = "hold-expiry"
@@ -58,6 +59,9 @@ class IssuerConfig:
     opening_balances_fen: dict[int, int] = field(default_factory=dict)  # account id -> balance
     hold_expiry_s: int = 48 * 3600
     pin_tries_limit: int = 3
+    display_name: str = ""  # the bank's name to its cardholders: the 【】 of its SMS (default: name)
+    sms_on_post: bool = False  # an SMS also when clearing posts a hold (入账)
+    sms_channels: tuple[str, ...] = (sms.INBOX,)  # where each SMS must reach before it leaves the outbox
 
 
 STATUS_RC = {"lost": RC.LOST_CARD, "stolen": RC.STOLEN_CARD, "blocked": RC.RESTRICTED_CARD}
@@ -72,6 +76,8 @@ class Issuer:
         self.pin_tries: dict[str, dict[str, Any]] = {}  # PAN -> {"count", "day"}
         self.counters: dict[str, int] = {"auth": 0}
         self._expiry_armed_ms: int | None = None
+        self.sms_outbox: dict[str, dict[str, Any]] = {}  # event id -> SMS not yet on every channel
+        self._sms_out: list[Put] = []  # SMS of the input being handled
 
     # -- state --------------------------------------------------------------
 
@@ -79,8 +85,9 @@ class Issuer:
         self.auths = {k: dict(v) for k, v in tables.get("auths", {}).items()}
         self.pin_tries = {k: dict(v) for k, v in tables.get("pin_tries", {}).items()}
         self.counters.update(tables.get("state", {}).get("counters", {}))
+        self.sms_outbox, delivered = sms.restore(tables.get(sms.OUTBOX, {}), self.config.sms_channels)
         effects = self._provision(now_ms)
-        return effects + self._arm_expiry()
+        return effects + delivered + self._arm_expiry()
 
     def _provision(self, now_ms: int) -> list[Effect]:
         """Open the books: system accounts, one account per cardholder, opening balances."""
@@ -125,12 +132,26 @@ class Issuer:
         elif isinstance(event, TimerFired) and event.key == HOLD_EXPIRY_TIMER:
             self._expiry_armed_ms = None
             effects = self._expire(now_ms)
+        elif isinstance(event, Command) and event.name == sms.DELIVERED:
+            effects = sms.delivered(self.sms_outbox, event.args, self.config.sms_channels)
         else:
             effects = []
         changes = self.ledger.take_changes()
         if changes:
             effects.insert(0, LedgerWrite(changes))
+        if self._sms_out:  # in the same commit as the money movement they tell of
+            effects += self._sms_out
+            self._sms_out = []
+        sms.track(self.sms_outbox, effects)
         return effects + self._arm_expiry()
+
+    def _notify(self, event: str, sale: dict[str, Any], amount_fen: int, event_id: int, now_ms: int) -> None:
+        """The cardholder's SMS of one money event of ``sale``'s card (issuer/sms.py)."""
+        card = self.config.cards.get(sale["pan"])
+        if card is not None:
+            put = sms.notice(self.config, event, sale, card, amount_fen, event_id, now_ms, self.available_fen(card.account_id))
+            if put is not None:
+                self._sms_out.append(put)
 
     def _arm_expiry(self) -> list[Effect]:
         nxt = self.ledger.next_expiry_ms()
@@ -143,7 +164,10 @@ class Issuer:
         expired = set(self.ledger.expire_pending(now_ms))
         effects: list[Effect] = []
         for key, auth in self.auths.items():
-            if auth.get("hold_id") in expired and auth["status"] == "held":
+            if auth.get("hold_id") not in expired:
+                continue
+            self._notify("expiry", auth, auth["amount_fen"], sms.expiry_event_id(auth["hold_id"]), now_ms)
+            if auth["status"] == "held":
                 auth["status"] = "expired"
                 effects.append(Put("auths", key, auth))
                 effects.append(Trace(auth["rrn"], "hold expired and released", {"pan": mask_pan(auth["pan"]), "amount": auth["amount_fen"]}))
@@ -303,23 +327,28 @@ class Issuer:
         if result not in (CreateTransferResult.OK, CreateTransferResult.EXISTS):
             return RC.SYSTEM_MALFUNCTION, auth
         auth.update(status="held", hold_id=hold_id, auth_code=self._next_auth_code(), refunded_fen=0)
+        # What the cardholder's SMS names, now and at the hold's release or expiry.
+        auth.update(merchant=(req.get(43) or "").strip(), merchant_id=(req.get(42) or "").strip(), at_ms=now_ms)
+        self._notify("hold", auth, amount, hold_id, now_ms)
         return RC.APPROVED, auth
 
-    def _release(self, original: dict[str, Any], transfer_key: str, now_ms: int) -> bool:
-        """Void the original's hold (a release is a ledger void, never a new credit)."""
+    def _release(self, original: dict[str, Any], transfer_key: str, now_ms: int) -> int | None:
+        """Void the original's hold (a release is a ledger void, never a new credit); the void's id."""
         hold_id = original["hold_id"]
         # Accounts, amount, ledger and code 0: taken from the pending transfer, as TigerBeetle does.
         void = Transfer(derive_id(transfer_key), 0, 0, 0, 0, 0, TransferFlags.VOID_PENDING, pending_id=hold_id)
         (result,) = self.ledger.create_transfers([void], now_ms)
-        return result in (CreateTransferResult.OK, CreateTransferResult.EXISTS)
+        return void.id if result in (CreateTransferResult.OK, CreateTransferResult.EXISTS) else None
 
     def _void(self, original_key, original, auth, amount, now_ms) -> tuple[str, dict[str, Any]]:
         if original["status"] != "held":
             return RC.INVALID_TRANSACTION, auth
         if amount != original["amount_fen"]:
             return RC.AMOUNT_DIFFERS, auth
-        if not self._release(original, f"void:{original_key}", now_ms):
+        released = self._release(original, f"void:{original_key}", now_ms)
+        if not released:
             return RC.INVALID_TRANSACTION, auth
+        self._notify("void", original, original["amount_fen"], released, now_ms)
         original["status"] = "voided"
         self.auths[original_key] = original
         auth.update(status="approved", auth_code=self._next_auth_code(), touched=original_key)
@@ -346,6 +375,7 @@ class Issuer:
             return RC.SYSTEM_MALFUNCTION, auth
         original["refunded_fen"] = original.get("refunded_fen", 0) + amount
         self.auths[original_key] = original
+        self._notify("refund", original, amount, credit.id, now_ms)
         auth.update(status="approved", auth_code=self._next_auth_code(), touched=original_key)
         return RC.APPROVED, auth
 
@@ -364,7 +394,9 @@ class Issuer:
             effects.append(Put("auths", f"reversal:{original_key}", marker))
             effects.append(Trace(lifecycle, "reversal of an unknown original: acknowledged", {}))
         elif original["kind"] == "sale" and original.get("status") == "held":
-            self._release(original, f"reversal:{original_key}", now_ms)
+            released = self._release(original, f"reversal:{original_key}", now_ms)
+            if released:
+                self._notify("reversal", original, original["amount_fen"], released, now_ms)
             original["status"] = "reversed"
             effects.append(Put("auths", original_key, original))
             effects.append(Trace(lifecycle, "reversal: hold released", {"amount": original["amount_fen"]}))
@@ -390,6 +422,8 @@ class Issuer:
         sale["refunded_fen"] = sale.get("refunded_fen", 0) - refund["amount_fen"]
         effects: list[Effect] = [Put("auths", refund_key, refund), Put("auths", sale_key, sale)]
         taken = self.ledger.transfer(take_back.id)
+        if taken is not None and taken.amount > 0:
+            self._notify("refund-reversal", sale, taken.amount, taken.id, now_ms)
         if taken is None or taken.amount < refund["amount_fen"]:
             short = refund["amount_fen"] - (taken.amount if taken else 0)
             effects.append(Trace(refund["rrn"], "refund reversed but the cardholder had spent part of it", {"short_fen": short, "result": str(result)}))
@@ -424,6 +458,7 @@ class Issuer:
         if result in (CreateTransferResult.OK, CreateTransferResult.EXISTS):
             sale.update(status="held", hold_id=hold_id)
             effects.append(Put("auths", sale_key, sale))
+            self._notify("void-reversal", sale, sale["amount_fen"], hold_id, now_ms)
         else:
             effects.append(Trace(sale["rrn"], "void reversed but the hold could not be placed again", {"result": str(result)}))
         return effects

@@ -104,12 +104,18 @@ class PartyNode:
         self._trace_file = open(trace_path, "a", encoding="utf-8") if trace_path else None
         self._stopping = False
         self.loop: asyncio.AbstractEventLoop | None = None
+        # Beside the core in this process (the issuer's SMS notifier, runtime/notifier.py): told of each
+        # group of records once committed; started with the node, stopped before its store closes.
+        self.after_commit: list[Any] = []  # callables taking the committed records
+        self.companions: list[Any] = []  # objects with start() and async stop()
 
     # -- lifecycle ----------------------------------------------------------
 
     async def start(self, restore_effects: list[Any]) -> None:
         self.loop = asyncio.get_running_loop()
         self._execute(restore_effects)
+        for c in self.companions:
+            c.start()
         if self.listen:
             self._server = await self.loop.create_server(self._accept, self.listen[0], self.listen[1], reuse_address=True)
         for link in self.links:
@@ -142,6 +148,8 @@ class PartyNode:
 
     async def stop(self) -> None:
         self._stopping = True
+        for c in self.companions:
+            await c.stop()
         if self._server:
             self._server.close()
         for t in self._link_tasks:
@@ -208,6 +216,8 @@ class PartyNode:
         records = [e for e in effects if isinstance(e, RECORD_TYPES)]
         if records:
             self.store.commit(records)
+            for hook in self.after_commit:
+                hook(records)
         for e in effects:
             if isinstance(e, Send):
                 conn = self._conns.get(e.to)

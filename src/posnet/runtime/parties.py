@@ -15,7 +15,8 @@ from ..acquirer.core import Acquirer
 from ..issuer.core import Issuer
 from ..security import SecurityModule
 from ..switch.core import Switch
-from . import chaos, control
+from ..issuer.sms import OUTBOX
+from . import chaos, control, notifier
 from .clock import NetworkClock
 from .node import LinkSpec, PartyNode
 from .store import PartyStore
@@ -78,10 +79,14 @@ def open_party(net: cfg.Network, party: str) -> tuple[PartyNode, list[Any]]:
     elif party.startswith("issuer-"):
         store = PartyStore(location, with_ledger=True, schema=schema)
         core = Issuer(cfg.issuer_config(net, party[len("issuer-") :], hsm), hsm, store.load_ledger())
-        restore = core.restore(store.load(), clock.now_ms())
+        tables = store.load()
+        restore = core.restore(tables, clock.now_ms())
     else:
         raise cfg.ConfigError(f"no party {party!r}; the parties are {', '.join(net.party_names())}")
-    return PartyNode(party, core, store, (ep.host, ep.port), links, trace_path=d / "trace.jsonl", clock=clock), restore
+    node = PartyNode(party, core, store, (ep.host, ep.port), links, trace_path=d / "trace.jsonl", clock=clock)
+    if party.startswith("issuer-"):
+        notifier.attach(node, net, party, d, tables.get(OUTBOX, {}))  # the SMS to its cardholders
+    return node, restore
 
 
 async def serve(net: cfg.Network, party: str, ready: "asyncio.Event | None" = None) -> None:

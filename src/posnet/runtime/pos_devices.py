@@ -17,6 +17,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from .. import config as cfg
+from . import acquirer_cli
 from .pos import POWER_CUT_POINTS
 
 # -- parsers ----------------------------------------------------------------------------
@@ -67,6 +68,7 @@ def register_acquirer_cli(sub, with_config) -> None:
     g.add_argument("--tmk-under-transport", metavar="HEX", help="take this TMK, given under the transport key (32 hex)")
     f.add_argument("--kcv", help="with --tmk-under-transport: the TMK's check value (8 hex)")
     f.add_argument("--json", action="store_true")
+    acquirer_cli.add_parsers(ops)  # manual-credit, audit, books
     sp.set_defaults(fn=cmd_acquirer)
 
 
@@ -178,6 +180,8 @@ def cmd_acquirer(args) -> int:
     net = cfg.load(args.config)
     if args.operation == "inject-tmk":
         return inject_tmk(net, args)
+    if args.operation in acquirer_cli.OPERATIONS:
+        return acquirer_cli.run(net, args)
     raise cfg.ConfigError(f"unknown acquirer operation {args.operation!r}")
 
 

@@ -67,6 +67,14 @@ class PartyStore:
             self.conn.commit()
         return tables
 
+    def rows(self, table: str) -> dict[str, dict[str, Any]]:
+        """One table's records (for a reader beside the running party, e.g. `posnet sms --outbox`)."""
+        sql = f"SELECT key, value FROM records WHERE tbl = {self._ph}"
+        out = {key: json.loads(value) for key, value in self.conn.execute(sql, (table,)).fetchall()}
+        if self.is_postgres:
+            self.conn.commit()
+        return out
+
     def load_ledger(self) -> Ledger:
         assert self.ledger_store is not None, "this party keeps no books"
         ledger = self.ledger_store.load()

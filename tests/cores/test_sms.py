@@ -1,0 +1,215 @@
+"""SMS to the cardholder: one message per money event, worded like a bank's, written with the movement."""
+
+from dataclasses import replace
+
+import pytest
+
+from posnet.effects import Command, Delete, Put
+from posnet.issuer import sms
+from posnet.terminal.core import Card
+
+POS = "pos-10000001"
+PIN = "123456"
+ISSUER = "issuer-bank-a"
+MERCHANT = "posnet 测试商户"
+
+
+def outbox(world, party=ISSUER):
+    """The issuer's SMS as committed, oldest first (nobody delivers them in this world)."""
+    rows = world.tables(party).get(sms.OUTBOX, {})
+    return sorted(rows.values(), key=lambda r: r["at_ms"])
+
+
+def events(world):
+    return [r["event"] for r in outbox(world)]
+
+
+@pytest.fixture
+def signed_on(world):
+    assert world.command(POS, "sign-on").done.ok
+    return world
+
+
+def test_a_sale_tells_the_cardholder_card_tail_amount_merchant_time_and_balance(signed_on, card):
+    world = signed_on
+    sale = world.command(POS, "sale", card=card, pin=PIN, amount_fen=1234)
+    assert sale.done.ok
+    (msg,) = outbox(world)
+    assert msg["text"] == f"【bank-a】您尾号0001的卡于11月24日10:00在{MERCHANT}消费人民币12.34元，可用余额9987.66元。"
+    assert card.pan not in msg["text"] and "622202" not in msg["text"], "the card shows only as 尾号 + last four"
+    assert msg["phone"] == "13800000001" and msg["card"] == "622202******0001"
+    (auth,) = [a for a in world.parties[ISSUER].core.auths.values() if a["kind"] == "sale"]
+    assert msg["id"] == str(auth["hold_id"]), "keyed by the hold's transfer id"
+
+
+def test_the_sms_is_committed_with_the_money_it_tells_of(world):
+    """The outbox row is in the very effects list that carries the hold's LedgerWrite."""
+    from posnet.effects import LedgerWrite
+
+    issuer = world.parties[ISSUER].core
+    seen = []
+    handle = issuer.handle
+
+    def spy(event, now_ms):
+        effects = handle(event, now_ms)
+        seen.append(effects)
+        return effects
+
+    issuer.handle = spy
+    world.command(POS, "sign-on")
+    world.command(POS, "sale", card=Card("6222020000000001", "3012"), pin=PIN, amount_fen=500)
+    (with_sms,) = [e for e in seen if any(isinstance(x, Put) and x.table == sms.OUTBOX for x in e)]
+    assert any(isinstance(x, LedgerWrite) for x in with_sms)
+
+
+def test_void_refund_and_their_wording(signed_on, card):
+    world = signed_on
+    sale = world.command(POS, "sale", card=card, pin=PIN, amount_fen=8800)
+    world.command(POS, "void", voucher_no=int(sale.done.result["voucher_no"]))
+    sale2 = world.command(POS, "sale", card=card, pin=PIN, amount_fen=6666)
+    ref = sale2.done.result["reference_no"]
+    assert world.command(POS, "refund", card=card, pin=None, reference_no=ref, date_mmdd="1124", amount_fen=2000).done.ok
+    texts = [r["text"] for r in outbox(world)]
+    assert events(world) == ["hold", "void", "hold", "refund"]
+    assert texts[1] == f"【bank-a】您尾号0001的卡于11月24日10:00在{MERCHANT}消费撤销，退回人民币88.00元，可用余额10000.00元。"
+    assert texts[3] == f"【bank-a】您尾号0001的卡于11月24日10:00在{MERCHANT}退货收入人民币20.00元，可用余额9953.34元。"
+
+
+def test_a_retransmitted_request_moves_money_once_and_sends_one_sms(signed_on, card):
+    world = signed_on
+
+    def twice_to_the_issuer(party, to, frame):
+        return [(0, frame), (0, frame)] if (party, to) == ("switch", "issuer:bank-a") else [(0, frame)]
+
+    world.link_fault = twice_to_the_issuer
+    sale = world.command(POS, "sale", card=card, pin=PIN, amount_fen=3000)
+    world.command(POS, "void", voucher_no=int(sale.done.result["voucher_no"]))
+    world.advance(60_000)
+    assert events(world) == ["hold", "void"]
+
+
+def test_a_reversal_repeated_until_acknowledged_releases_once_and_tells_once(signed_on, card):
+    world = signed_on
+    world.cut.add((ISSUER, "switch"))  # the approval and every acknowledgement are lost
+    world.command(POS, "sale", card=card, pin=PIN, amount_fen=1234)
+    world.advance(10_000)  # the switch times out and reverses, and repeats while no answer comes
+    world.advance(120_000)
+    world.cut.clear()
+    world.advance(120_000)
+    assert world.parties["switch"].core.saf["bank-a"].items == {}
+    assert events(world) == ["hold", "reversal"]
+    assert outbox(world)[1]["text"] == f"【bank-a】您尾号0001的卡于11月24日10:00在{MERCHANT}消费冲正，退回人民币12.34元，可用余额10000.00元。"
+
+
+def test_a_reversed_void_holds_the_money_again_and_says_so(signed_on, card):
+    world = signed_on
+    sale = world.command(POS, "sale", card=card, pin=PIN, amount_fen=5000)
+    world.cut.add((ISSUER, "switch"))  # the void is done at the issuer; its answer is lost
+    world.command(POS, "void", voucher_no=int(sale.done.result["voucher_no"]))
+    world.advance(10_000)
+    world.cut.clear()
+    world.advance(120_000)
+    assert events(world) == ["hold", "void", "void-reversal"]
+    assert outbox(world)[2]["text"].endswith("消费撤销被冲正，原消费人民币50.00元恢复扣款，可用余额9950.00元。")
+
+
+def test_a_reversed_refund_takes_the_credit_back_and_says_so(signed_on, card):
+    world = signed_on
+    sale = world.command(POS, "sale", card=card, pin=PIN, amount_fen=5000)
+    world.cut.add((ISSUER, "switch"))
+    world.command(POS, "refund", card=card, reference_no=sale.done.result["reference_no"], date_mmdd="1124", amount_fen=2000)
+    world.advance(10_000)
+    world.cut.clear()
+    world.advance(120_000)
+    assert events(world) == ["hold", "refund", "refund-reversal"]
+    assert outbox(world)[2]["text"].endswith("退货冲正，支出人民币20.00元，可用余额9950.00元。")
+
+
+def test_a_hold_nobody_claims_is_released_at_expiry_with_its_sms(signed_on, card):
+    world = signed_on
+    assert world.command(POS, "sale", card=card, pin=PIN, amount_fen=1234).done.ok
+    world.advance(48 * 3600_000)
+    assert events(world) == ["hold", "expiry"]
+    hold, expiry = outbox(world)
+    assert expiry["text"] == (
+        f"【bank-a】您尾号0001的卡11月24日10:00在{MERCHANT}消费冻结的人民币12.34元，因商户未请款已于11月26日10:00解冻，可用余额10000.00元。"
+    )
+    assert expiry["id"] == str(sms.expiry_event_id(int(hold["id"])))
+    world.advance(48 * 3600_000)
+    assert events(world) == ["hold", "expiry"], "an expiry is told once"
+
+
+def test_a_card_without_a_phone_gets_no_sms(signed_on):
+    world = signed_on
+    assert world.command(POS, "sale", card=Card("6217000000000001", "2912"), pin="888888", amount_fen=100).done.ok
+    assert outbox(world, "issuer-bank-b") == []
+
+
+def test_a_decline_moves_no_money_and_sends_nothing(signed_on, card):
+    world = signed_on
+    assert world.command(POS, "sale", card=card, pin="000000", amount_fen=100).done.response_code == "55"
+    assert outbox(world) == []
+
+
+def test_the_row_leaves_the_outbox_once_every_channel_has_it(signed_on, card):
+    world = signed_on
+    issuer = world.parties[ISSUER].core
+    issuer.config = replace(issuer.config, sms_channels=(sms.INBOX, sms.WEBHOOK))
+    world.command(POS, "sale", card=card, pin=PIN, amount_fen=100)
+    (row,) = outbox(world)
+    inbox_done = issuer.handle(Command(sms.DELIVERED, {"ids": [row["id"]], "channel": sms.INBOX}), world.now_ms)
+    assert [(type(e), e.value["delivered"]) for e in inbox_done if isinstance(e, Put)] == [(Put, ["inbox"])]
+    webhook_done = issuer.handle(Command(sms.DELIVERED, {"id": row["id"], "channel": sms.WEBHOOK}), world.now_ms)
+    assert webhook_done == [Delete(sms.OUTBOX, row["id"])]
+    again = issuer.handle(Command(sms.DELIVERED, {"id": row["id"], "channel": sms.WEBHOOK}), world.now_ms)
+    assert again == [], "a second report after the row left changes nothing"
+
+
+def test_a_restarted_issuer_keeps_its_undelivered_sms_and_sends_none_twice(signed_on, card):
+    world = signed_on
+    world.command(POS, "sale", card=card, pin=PIN, amount_fen=700)
+    before = outbox(world)
+    world.crash(ISSUER)
+    world.restart(ISSUER)
+    assert outbox(world) == before
+    assert set(world.parties[ISSUER].core.sms_outbox) == {r["id"] for r in before}
+    world.command(POS, "inquiry", card=card, pin=PIN)
+    assert outbox(world) == before, "an inquiry moves no money"
+
+
+def test_rows_every_channel_had_are_removed_at_start():
+    rows = {"1": {"id": "1", "delivered": ["inbox"]}, "2": {"id": "2", "delivered": []}}
+    kept, gone = sms.restore(rows, (sms.INBOX,))
+    assert set(kept) == {"2"} and gone == [Delete(sms.OUTBOX, "1")]
+
+
+def test_posted_is_told_only_when_the_bank_says_so(world):
+    issuer = world.parties[ISSUER].core
+    card = issuer.config.cards["6222020000000001"]
+    auth = {"pan": card.pan, "rrn": "000000000001", "merchant": MERCHANT, "at_ms": world.now_ms}
+    later = world.now_ms + 15 * 3600_000
+    assert sms.posted(issuer.config, auth, card, 1234, 42, later, 998766) is None
+    put = sms.posted(replace(issuer.config, sms_on_post=True), auth, card, 1234, 42, later, 998766)
+    assert put.key == "42"
+    assert put.value["text"] == f"【bank-a】您尾号0001的卡11月24日10:00在{MERCHANT}消费人民币12.34元已于11月25日01:00入账，可用余额9987.66元。"
+
+
+@pytest.mark.parametrize(
+    ("fen", "shown"), [(0, "0.00"), (5, "0.05"), (1234, "12.34"), (100_000_000, "1000000.00"), (-2000, "-20.00")]
+)
+def test_amounts_are_yuan_with_two_decimals(fen, shown):
+    assert sms.yuan(fen) == shown
+
+
+def test_the_display_name_signs_the_sms_and_a_merchant_without_a_name_is_named_by_its_id(world):
+    issuer = world.parties[ISSUER].core
+    config = replace(issuer.config, display_name="posnet银行")
+    card = issuer.config.cards["6222020000000001"]
+    put = sms.notice(config, "hold", {"pan": card.pan, "merchant_id": "898310148160001"}, card, 100, 7, world.now_ms, 0)
+    assert put.value["text"].startswith("【posnet银行】您尾号0001的卡于11月24日10:00在商户898310148160001消费人民币1.00元")
+
+
+def test_every_event_has_its_wording_and_no_release_reads_like_a_charge():
+    assert set(sms.EVENTS) == {"hold", "void", "reversal", "expiry", "refund", "void-reversal", "refund-reversal", "posted"}
+    for event in ("void", "reversal", "expiry", "refund"):
+        assert "消费人民币" not in sms.WORDING[event], event
