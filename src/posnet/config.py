@@ -15,7 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from datetime import time
+
 from .acquirer.core import AcquirerConfig, Merchant, TerminalEntry
+from .clearing_files import ClearingRates, FeeRate, parse_cutoff, parse_rate
 from .issuer.core import CardRecord, IssuerConfig
 from .security import SecurityModule
 from .switch.core import IssuerRoute, SwitchConfig, ZoneKeys
@@ -44,6 +47,12 @@ class Network:
     @property
     def data_dir(self) -> Path:
         d = Path(self.raw.get("network", {}).get("data_dir", "data"))
+        return d if d.is_absolute() else (self.path.parent / d)
+
+    @property
+    def clearing_dir(self) -> Path:
+        """Where members exchange clearing files, and reports are left (docs/clearing.md)."""
+        d = Path(self.raw.get("clearing", {}).get("folder", self.data_dir / "clearing"))
         return d if d.is_absolute() else (self.path.parent / d)
 
     @property
@@ -186,9 +195,57 @@ def _check(net: Network) -> None:
                 raise ConfigError(f"{cw}: status is one of active, lost, stolen, blocked")
     if not isinstance(net.raw.get("network", {}).get("dev_clock", False), bool):
         raise ConfigError(f"{net.path}: [network] dev_clock is true or false")
+    clearing_settings(net)  # a bad [clearing] section is named at load time
     from .runtime.chaos import plan_proxies  # here: the chaos module reads this one
 
     plan_proxies(net)  # a bad [chaos] section is named at load time
+    for i in net.issuers:
+        sms_settings(net, i)  # a bad [sms] section is named at load time
+
+
+def _port_ok(url) -> bool:
+    try:
+        return url.port is None or url.port > 0
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class SmsSettings:
+    """An issuer's SMS to its cardholders (docs/sms.md): ``[sms]``, overridden key by key by the
+    issuer's own ``[issuers.sms]``."""
+
+    webhook_url: str = ""  # the SMS gateway; empty: the local inbox only
+    on_post: bool = False  # an SMS also when clearing posts a hold (入账)
+    timeout_ms: int = 5_000  # one POST to the gateway
+    retry_first_ms: int = 500  # the first wait after a failed delivery, doubled after each failure
+    retry_cap_ms: int = 60_000  # the longest wait between two attempts
+
+
+def sms_settings(net: Network, issuer: dict[str, Any]) -> SmsSettings:
+    from urllib.parse import urlsplit
+
+    where = f"[sms] of issuer {issuer.get('name')!r}"
+    if not all(isinstance(t, dict) for t in (net.raw.get("sms", {}), issuer.get("sms", {}))):
+        raise ConfigError(f"{where}: [sms] is a table of settings")
+    merged = {**net.raw.get("sms", {}), **issuer.get("sms", {})}
+    kinds = {k: type(v) for k, v in vars(SmsSettings()).items()}
+    for k, v in merged.items():
+        if k not in kinds:
+            raise ConfigError(f"{where}: unknown key {k!r}; the keys are {', '.join(kinds)}")
+        if kinds[k] is int and (type(v) is not int or v <= 0):
+            raise ConfigError(f"{where}: {k} is a whole number of milliseconds, above 0")
+        if type(v) is not kinds[k] and kinds[k] is not int:
+            raise ConfigError(f"{where}: {k} is {'true or false' if kinds[k] is bool else 'a string'}")
+    url = urlsplit(merged.get("webhook_url", ""))
+    if merged.get("webhook_url") and (url.scheme not in ("http", "https") or not url.hostname or not _port_ok(url)):
+        raise ConfigError(f"{where}: webhook_url is an http:// or https:// URL, e.g. http://127.0.0.1:8080/sms")
+    settings = SmsSettings(**merged)
+    if settings.retry_first_ms > settings.retry_cap_ms:
+        raise ConfigError(f"{where}: retry_first_ms is at most retry_cap_ms")
+    if not isinstance(issuer.get("display_name", ""), str):
+        raise ConfigError(f"issuer {issuer.get('name')!r}: display_name is a string, e.g. \"posnet银行\"")
+    return settings
 
 
 def _check_operators(operators: Any) -> None:
@@ -246,9 +303,29 @@ def acquirer_config(net: Network, hsm: SecurityModule) -> AcquirerConfig:
     )
 
 
+def clearing_settings(net: Network) -> tuple[time, ClearingRates]:
+    """[clearing]: the daily cut-off and the scheme's rates (docs/clearing.md)."""
+    c = net.raw.get("clearing", {})
+    try:
+        cutoff = parse_cutoff(str(c.get("cutoff", "23:00")))
+        defaults = ClearingRates()
+        rates = ClearingRates(
+            FeeRate(parse_rate(c["interchange_rate"]) if "interchange_rate" in c else defaults.interchange.ppm,
+                    yuan_to_fen(str(c["interchange_cap"])) if "interchange_cap" in c else defaults.interchange.cap_fen),
+            FeeRate(parse_rate(c["scheme_fee_rate"]) if "scheme_fee_rate" in c else defaults.scheme_fee.ppm,
+                    yuan_to_fen(str(c["scheme_fee_cap"])) if "scheme_fee_cap" in c else defaults.scheme_fee.cap_fen),
+        )
+    except (ValueError, ConfigError) as e:
+        raise ConfigError(f"[clearing] {e}") from None
+    return cutoff, rates
+
+
 def switch_config(net: Network, hsm: SecurityModule) -> SwitchConfig:
     a = net.acquirer
+    cutoff, rates = clearing_settings(net)
     return SwitchConfig(
+        cutoff=cutoff,
+        rates=rates,
         institution_id=net.switch["institution_id"],
         acquirers={a["institution_id"]: ZoneKeys(hsm.import_clear_key(a["zpk"]), hsm.import_clear_key(a["zak"]))},
         issuers={
@@ -269,6 +346,7 @@ def issuer_config(net: Network, name: str, hsm: SecurityModule) -> IssuerConfig:
     if i is None:
         raise ConfigError(f"no issuer {name!r}")
     pvk = hsm.import_clear_key(i["pvk"])
+    sms = sms_settings(net, i)
     cards: dict[str, CardRecord] = {}
     balances: dict[int, int] = {}
     for n, c in enumerate(i.get("cards", [])):
@@ -296,6 +374,10 @@ def issuer_config(net: Network, name: str, hsm: SecurityModule) -> IssuerConfig:
         cards=cards,
         opening_balances_fen=balances,
         hold_expiry_s=int(float(i.get("hold_expiry_hours", 48)) * 3600),
+        cutoff=clearing_settings(net)[0],
+        display_name=i.get("display_name", ""),
+        sms_on_post=sms.on_post,
+        sms_channels=("inbox", "webhook") if sms.webhook_url else ("inbox",),
     )
 
 
