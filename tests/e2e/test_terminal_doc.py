@@ -2,13 +2,13 @@
 page says: refused where a comment says so, killed where it says power cut, else successfully."""
 
 import os
-import re
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from cli_helpers import posnet_lines
 
 pytestmark = pytest.mark.e2e
 
@@ -20,14 +20,7 @@ STARTED_BY_THE_FIXTURE = ("posnet init", "posnet up")
 
 def doc_commands(text: str | None = None) -> list[tuple[str, str]]:
     """(command, comment) of every `posnet` line in the page's sh blocks."""
-    text = DOC.read_text(encoding="utf-8") if text is None else text
-    out = []
-    for block in re.findall(r"```sh\n(.*?)```", text, re.S):
-        for line in block.splitlines():
-            command, _, comment = line.partition("#")
-            if command.strip().startswith("posnet "):
-                out.append((command.strip(), comment.strip()))
-    return out
+    return posnet_lines(DOC.read_text(encoding="utf-8") if text is None else text)
 
 
 def expected_exit(comment: str) -> int:

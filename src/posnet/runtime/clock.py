@@ -30,6 +30,7 @@ from . import control
 
 CLOCK_FILE = "clock.json"  # in the network's data folder
 ADVANCE_MAX_S = 3_660 * 86_400  # one advance moves at most ten years: past any card's expiry, not into overflow
+FIRED_SHOWN_MAX = 5  # timers of a party named in what `posnet clock advance` prints
 ADVANCE_REPLY_TIMEOUT_S = 60.0  # a party expiring many holds at once takes its time to answer
 _DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 _UNIT_S = (("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1))
@@ -162,6 +163,15 @@ def cmd_show(args) -> int:
     return 0
 
 
+def timers_fired(keys: list[str]) -> str:
+    """``2 timers fell due: hold-expiry, saf:bank-a``, naming at most FIRED_SHOWN_MAX of them."""
+    said = f"{len(keys)} timer{'' if len(keys) == 1 else 's'} fell due"
+    if not keys:
+        return said
+    shown = ", ".join(keys[:FIRED_SHOWN_MAX])
+    return f"{said}: {shown}{', …' if len(keys) > FIRED_SHOWN_MAX else ''}"
+
+
 def cmd_advance(args) -> int:
     seconds = parse_duration_s(args.duration)
     net = cfg.load(args.config)
@@ -175,8 +185,7 @@ def cmd_advance(args) -> int:
         if reply is None:
             print(f"  {party:<16} not running: takes the new time when it starts")
         elif reply.get("ok"):
-            fired = reply.get("fired", [])
-            print(f"  {party:<16} told; {len(fired)} timer{'' if len(fired) == 1 else 's'} fell due")
+            print(f"  {party:<16} told; {timers_fired(reply.get('fired', []))}")
         else:
             failed += 1
             print(f"  {party:<16} {reply.get('error')}: restart it to take the new time", file=sys.stderr)
