@@ -86,7 +86,8 @@ class ManualCredits:
         except Refused as e:
             action = cmd.name[len("manual-credit-"):] + "-refused"
             detail = {"error": str(e), **_attempted(args)}
-            return [self._audit(now_ms, operator[:OPERATOR_MAX_CHARS], action, request_id[:ATTEMPT_MAX_CHARS], detail),
+            request_id = request_id[:ATTEMPT_MAX_CHARS]
+            return [self._audit(now_ms, operator[:OPERATOR_MAX_CHARS], action, request_id, detail),
                     Trace(request_id, TRACE_EVENT, {"outcome": "refused", "id": request_id, "error": str(e)})]
 
     # -- the three commands -----------------------------------------------------

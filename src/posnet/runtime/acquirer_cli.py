@@ -148,24 +148,26 @@ def _list(net: cfg.Network, args: argparse.Namespace) -> int:
     tables, _ = _read(net)
     records = [mc.public(r) for _, r in sorted(tables.get(mc.REQUESTS_TABLE, {}).items())]
     records = [r for r in records if args.status in (None, r["status"])]
-    if args.json:
-        print(json.dumps({"manual_credits": records}, ensure_ascii=False))
-        return 0
-    print(f"{'ID':<9} {'STATUS':<9} {'MAKER':<10} {'CHECKER':<10} WHAT / REASON")
-    for r in records:
-        print(f"{r['id']:<9} {r['status']:<9} {r['maker']:<10} {r['checker'] or '-':<10} {_what(r)} / {r['reason']}")
-    return 0
+    return _show(args, "manual_credits", records, f"{'ID':<9} {'STATUS':<9} {'MAKER':<10} {'CHECKER':<10} WHAT / REASON",
+                 lambda r: f"{r['id']:<9} {r['status']:<9} {r['maker']:<10} {r['checker'] or '-':<10} {_what(r)} / {r['reason']}")
 
 
 def _audit(net: cfg.Network, args: argparse.Namespace) -> int:
     tables, _ = _read(net)
     rows = [r for _, r in sorted(tables.get(mc.AUDIT_TABLE, {}).items())]
+    return _show(args, "audit", rows, f"{'SEQ':>4}  {'TIME':<19}  {'OPERATOR':<10} {'ACTION':<16} {'ID':<9} DETAIL",
+                 lambda r: f"{r['seq']:>4}  {timefmt.stamp(r['at_ms'])}  {r['operator']:<10} {r['action']:<16} "
+                           f"{r['request_id'] or '-':<9} {_audit_detail(r['detail'])}")
+
+
+def _show(args: argparse.Namespace, name: str, rows: list[dict[str, Any]], header: str, line) -> int:
+    """Rows as JSON ({name: rows}) for scripts, or a header and a line a row for people."""
     if args.json:
-        print(json.dumps({"audit": rows}, ensure_ascii=False))
+        print(json.dumps({name: rows}, ensure_ascii=False))
         return 0
-    print(f"{'SEQ':>4}  {'TIME':<19}  {'OPERATOR':<10} {'ACTION':<16} {'ID':<9} DETAIL")
+    print(header)
     for r in rows:
-        print(f"{r['seq']:>4}  {timefmt.stamp(r['at_ms'])}  {r['operator']:<10} {r['action']:<16} {r['request_id'] or '-':<9} {_audit_detail(r['detail'])}")
+        print(line(r))
     return 0
 
 
@@ -194,11 +196,6 @@ def _books(net: cfg.Network, args: argparse.Namespace) -> int:
             "credits_posted_fen": a.credits_posted,
             "balance_fen": a.credits_posted - a.debits_posted,
         })
-    if args.json:
-        print(json.dumps({"accounts": accounts}, ensure_ascii=False))
-        return 0
-    print(f"{'ACCOUNT':>7}  {'':<34} {'DEBITS':>16} {'CREDITS':>16} {'BALANCE':>16}")
-    for a in accounts:
-        name = f"{a['name']} {a['merchant_id']}".strip()
-        print(f"{a['id']:>7}  {name:<34} {_yuan(a['debits_posted_fen']):>16} {_yuan(a['credits_posted_fen']):>16} {_yuan(a['balance_fen']):>16}")
-    return 0
+    return _show(args, "accounts", accounts, f"{'ACCOUNT':>7}  {'':<34} {'DEBITS':>16} {'CREDITS':>16} {'BALANCE':>16}",
+                 lambda a: f"{a['id']:>7}  {(a['name'] + ' ' + a['merchant_id']).strip():<34} {_yuan(a['debits_posted_fen']):>16} "
+                           f"{_yuan(a['credits_posted_fen']):>16} {_yuan(a['balance_fen']):>16}")
