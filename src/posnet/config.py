@@ -15,7 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from datetime import time
+
 from .acquirer.core import AcquirerConfig, Merchant, TerminalEntry
+from .clearing_files import ClearingRates, FeeRate, parse_cutoff, parse_rate
 from .issuer.core import CardRecord, IssuerConfig
 from .security import SecurityModule
 from .switch.core import IssuerRoute, SwitchConfig, ZoneKeys
@@ -44,6 +47,12 @@ class Network:
     @property
     def data_dir(self) -> Path:
         d = Path(self.raw.get("network", {}).get("data_dir", "data"))
+        return d if d.is_absolute() else (self.path.parent / d)
+
+    @property
+    def clearing_dir(self) -> Path:
+        """Where members exchange clearing files, and reports are left (docs/clearing.md)."""
+        d = Path(self.raw.get("clearing", {}).get("folder", self.data_dir / "clearing"))
         return d if d.is_absolute() else (self.path.parent / d)
 
     @property
@@ -186,6 +195,7 @@ def _check(net: Network) -> None:
                 raise ConfigError(f"{cw}: status is one of active, lost, stolen, blocked")
     if not isinstance(net.raw.get("network", {}).get("dev_clock", False), bool):
         raise ConfigError(f"{net.path}: [network] dev_clock is true or false")
+    clearing_settings(net)  # a bad [clearing] section is named at load time
     from .runtime.chaos import plan_proxies  # here: the chaos module reads this one
 
     plan_proxies(net)  # a bad [chaos] section is named at load time
@@ -293,9 +303,29 @@ def acquirer_config(net: Network, hsm: SecurityModule) -> AcquirerConfig:
     )
 
 
+def clearing_settings(net: Network) -> tuple[time, ClearingRates]:
+    """[clearing]: the daily cut-off and the scheme's rates (docs/clearing.md)."""
+    c = net.raw.get("clearing", {})
+    try:
+        cutoff = parse_cutoff(str(c.get("cutoff", "23:00")))
+        defaults = ClearingRates()
+        rates = ClearingRates(
+            FeeRate(parse_rate(c["interchange_rate"]) if "interchange_rate" in c else defaults.interchange.ppm,
+                    yuan_to_fen(str(c["interchange_cap"])) if "interchange_cap" in c else defaults.interchange.cap_fen),
+            FeeRate(parse_rate(c["scheme_fee_rate"]) if "scheme_fee_rate" in c else defaults.scheme_fee.ppm,
+                    yuan_to_fen(str(c["scheme_fee_cap"])) if "scheme_fee_cap" in c else defaults.scheme_fee.cap_fen),
+        )
+    except (ValueError, ConfigError) as e:
+        raise ConfigError(f"[clearing] {e}") from None
+    return cutoff, rates
+
+
 def switch_config(net: Network, hsm: SecurityModule) -> SwitchConfig:
     a = net.acquirer
+    cutoff, rates = clearing_settings(net)
     return SwitchConfig(
+        cutoff=cutoff,
+        rates=rates,
         institution_id=net.switch["institution_id"],
         acquirers={a["institution_id"]: ZoneKeys(hsm.import_clear_key(a["zpk"]), hsm.import_clear_key(a["zak"]))},
         issuers={
@@ -344,6 +374,7 @@ def issuer_config(net: Network, name: str, hsm: SecurityModule) -> IssuerConfig:
         cards=cards,
         opening_balances_fen=balances,
         hold_expiry_s=int(float(i.get("hold_expiry_hours", 48)) * 3600),
+        cutoff=clearing_settings(net)[0],
         display_name=i.get("display_name", ""),
         sms_on_post=sms.on_post,
         sms_channels=("inbox", "webhook") if sms.webhook_url else ("inbox",),

@@ -117,6 +117,17 @@ class Trace:
 
 
 @dataclass(frozen=True)
+class Publish:
+    """A file for another party or for the operator (a clearing file, a report), written by the
+    driver after the commit into ``box``. The same (box, name) is always the same file, so
+    publishing it again after a restart is harmless (posnet.clearing_files)."""
+
+    box: str
+    name: str
+    text: str
+
+
+@dataclass(frozen=True)
 class Display:
     """What a terminal's screen shows."""
 
@@ -148,7 +159,7 @@ class TerminalOutput:
     done: Done | None = None
 
 
-Effect = Union[Put, Delete, LedgerWrite, Send, Close, SetTimer, CancelTimer, Trace, Display, Print, Done]
+Effect = Union[Put, Delete, LedgerWrite, Send, Close, SetTimer, CancelTimer, Trace, Publish, Display, Print, Done]
 
 
 def mask_pan(pan: str | None) -> str:

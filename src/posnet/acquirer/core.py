@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .. import timefmt
+from .. import clearing_files, timefmt
 from ..effects import (
     CancelTimer,
     Close,
@@ -21,6 +21,7 @@ from ..effects import (
     LedgerWrite,
     LinkDown,
     LinkUp,
+    Publish,
     Put,
     Received,
     Send,
@@ -55,6 +56,7 @@ from ..wire.fields import (
 SWITCH = "switch"
 HOST_TIMER_PREFIX = "host:"
 STAN_MAX = 999_999
+REPUBLISH_PRESENTMENTS_MS = 3 * 24 * 3600_000  # presentment files published again after a restart
 
 # Fields a request of each kind must carry (besides F2 or F35 for the card).
 REQUIRED: dict[Kind, tuple[str, ...]] = {
@@ -118,7 +120,7 @@ class Acquirer:
         self.ledger = ledger or Ledger()
         self.settlements: dict[str, dict[str, Any]] = {}  # "TID:batch" -> the batch's settlement
         self.terminals: dict[str, dict[str, Any]] = {}  # TID -> signed_on, keys, batch
-        self.counters: dict[str, int] = {"stan": 0, "rrn": 0}
+        self.counters: dict[str, int] = {"stan": 0, "rrn": 0, "presentment_file": 0}
         self.txns: dict[str, dict[str, Any]] = {}  # RRN -> transaction
         self._by_trace: dict[tuple[str, str, str], str] = {}  # (TID, batch, trace) -> RRN
         # Reversals that arrived before (or instead of) their original: (TID, batch, trace) -> MMDD.
@@ -139,6 +141,7 @@ class Acquirer:
         self.settlements = {k: dict(v) for k, v in tables.get("settlements", {}).items()}
         self.manual_credits.restore(tables)
         effects = self.saf.restore(tables.get("saf", {}), now_ms) + self._open_books(now_ms)
+        effects += self._present_again(tables, now_ms)
         # A request whose answer was never heard is owed a reversal upstream (store and forward).
         for rrn, t in self.txns.items():
             if t["status"] == "pending":
@@ -173,7 +176,7 @@ class Acquirer:
     # -- inputs -------------------------------------------------------------
 
     def handle(self, event, now_ms: int) -> list[Effect]:
-        effects = self._handle(event, now_ms)
+        effects = self._present(self._handle(event, now_ms), now_ms)
         changes = self.ledger.take_changes()
         return [LedgerWrite(changes), *effects] if changes else effects
 
@@ -626,6 +629,43 @@ class Acquirer:
         effects.append(Put("terminals", tid, state))
         effects.append(Trace(f"{tid}:{batch}", "batch settled", {"merchant": merchant.merchant_id, **asdict(credit)}))
         return effects
+
+    # -- presentment to the scheme -------------------------------------------
+
+    def _present(self, effects: list[Effect], now_ms: int) -> list[Effect]:
+        """Presentment records written by this input (a settled batch, an approved manual credit)
+        leave in one presentment file for the switch, published once they are committed."""
+        new = [e for e in effects if isinstance(e, Put) and e.table == "presentments" and "file" not in e.value]
+        if not new:
+            return effects
+        day = timefmt.local(now_ms).strftime("%Y%m%d")
+        name = f"P{self.config.institution_id}_{day}_{self._next('presentment_file', 999_999):06d}.csv"
+        rows = [dict(e.value, file=name) for e in new]
+        out = [e for e in effects if not (isinstance(e, Put) and e.table == "presentments" and "file" not in e.value)]
+        out += [Put("presentments", e.key, row) for e, row in zip(new, rows)]
+        out += [
+            Put("presentment_files", name, {"created_ms": now_ms, "count": len(rows)}),
+            self._put_counters(),
+            Publish(clearing_files.SWITCH_BOX, name, clearing_files.to_csv(rows, clearing_files.PRESENTMENT_FIELDS)),
+            Trace("", "presentment file published", {"file": name, "count": len(rows)}),
+        ]
+        return out
+
+    def _present_again(self, tables: dict[str, dict[str, dict[str, Any]]], now_ms: int) -> list[Effect]:
+        """After a restart, the recent presentment files again: one may have been committed and
+        never written. The switch ignores a file it has already cleared."""
+        recent = {
+            name for name, f in tables.get("presentment_files", {}).items()
+            if now_ms - f["created_ms"] <= REPUBLISH_PRESENTMENTS_MS
+        }
+        by_file: dict[str, list[dict[str, Any]]] = {}
+        for p in tables.get("presentments", {}).values():
+            if p.get("file") in recent:
+                by_file.setdefault(p["file"], []).append(p)
+        return [
+            Publish(clearing_files.SWITCH_BOX, name, clearing_files.to_csv(rows, clearing_files.PRESENTMENT_FIELDS))
+            for name, rows in sorted(by_file.items())
+        ]
 
     # -- host leg -----------------------------------------------------------
 

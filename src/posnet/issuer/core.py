@@ -12,6 +12,7 @@ on its own when nobody claims it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import time
 from typing import Any
 
 from .. import timefmt
@@ -24,16 +25,14 @@ from ..wire import RC, Kind, Message, WireError, response_mti
 from ..wire.codec import decode_host, encode_host
 from ..wire.codes import host_kind, is_request
 from ..wire.fields import build_balance, parse_f90, parse_track2
-from . import sms
+from . import clearing, sms
+from ..clearing_files import CLEARING_FILE, CUTOFF_TIMER, next_cutoff_ms
 
 SWITCH = "switch"
 HOLD_EXPIRY_TIMER = "hold-expiry"
 
 # System accounts of the issuer's books (docs/ledger.md).
-SCHEME_SETTLEMENT_ACCOUNT = 1
-FUNDING_ACCOUNT = 2
-INTERCHANGE_INCOME_ACCOUNT = 3
-SUSPENSE_ACCOUNT = 4
+from .accounts import FUNDING_ACCOUNT, INTERCHANGE_INCOME_ACCOUNT, SCHEME_SETTLEMENT_ACCOUNT, SUSPENSE_ACCOUNT  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -59,6 +58,7 @@ class IssuerConfig:
     opening_balances_fen: dict[int, int] = field(default_factory=dict)  # account id -> balance
     hold_expiry_s: int = 48 * 3600
     pin_tries_limit: int = 3
+    cutoff: time = time(23, 0)  # the daily cut-off: the reconciliation report of the day
     display_name: str = ""  # the bank's name to its cardholders: the 【】 of its SMS (default: name)
     sms_on_post: bool = False  # an SMS also when clearing posts a hold (入账)
     sms_channels: tuple[str, ...] = (sms.INBOX,)  # where each SMS must reach before it leaves the outbox
@@ -78,6 +78,11 @@ class Issuer:
         self._expiry_armed_ms: int | None = None
         self.sms_outbox: dict[str, dict[str, Any]] = {}  # event id -> SMS not yet on every channel
         self._sms_out: list[Put] = []  # SMS of the input being handled
+        # Clearing (issuer/clearing.py): files posted, the open days' reconciliation, the cut-off.
+        self.files_in: dict[str, dict[str, Any]] = {}
+        self.recon: dict[str, dict[str, Any]] = {}
+        self.closed_cutoff_ms: int | None = None
+        self.cutoff_ms = 0
 
     # -- state --------------------------------------------------------------
 
@@ -86,8 +91,19 @@ class Issuer:
         self.pin_tries = {k: dict(v) for k, v in tables.get("pin_tries", {}).items()}
         self.counters.update(tables.get("state", {}).get("counters", {}))
         self.sms_outbox, delivered = sms.restore(tables.get(sms.OUTBOX, {}), self.config.sms_channels)
+        self.files_in = {k: dict(v) for k, v in tables.get("clearing_files_in", {}).items()}
+        self.recon = {k: dict(v) for k, v in tables.get("reconciliation", {}).items() if "closed_ms" not in v}
+        self.closed_cutoff_ms = tables.get("state", {}).get("cutoff", {}).get("closed_cutoff_ms")
+        closed = [v for v in tables.get("reconciliation", {}).values() if "closed_ms" in v]
         effects = self._provision(now_ms)
-        return effects + delivered + self._arm_expiry()
+        if closed:  # the last report again: it may have been committed and never written
+            effects += clearing.report(self.config.name, max(closed, key=lambda r: r["day"]))
+        return effects + delivered + self._arm_expiry() + self._arm_cutoff(now_ms)
+
+    def _arm_cutoff(self, now_ms: int) -> list[Effect]:
+        # After the last cut-off closed (a missed one fires at once, so no day is skipped).
+        self.cutoff_ms = next_cutoff_ms(self.closed_cutoff_ms if self.closed_cutoff_ms is not None else now_ms, self.config.cutoff)
+        return [SetTimer(CUTOFF_TIMER, self.cutoff_ms + clearing.RECONCILE_AFTER_MS)]
 
     def _provision(self, now_ms: int) -> list[Effect]:
         """Open the books: system accounts, one account per cardholder, opening balances."""
@@ -132,6 +148,10 @@ class Issuer:
         elif isinstance(event, TimerFired) and event.key == HOLD_EXPIRY_TIMER:
             self._expiry_armed_ms = None
             effects = self._expire(now_ms)
+        elif isinstance(event, Command) and event.name == CLEARING_FILE:
+            effects = clearing.post_file(self, str(event.args["name"]), str(event.args["text"]), now_ms)
+        elif isinstance(event, TimerFired) and event.key == CUTOFF_TIMER:
+            effects = clearing.close_day(self, self.cutoff_ms, now_ms) + self._arm_cutoff(now_ms)
         elif isinstance(event, Command) and event.name == sms.DELIVERED:
             effects = sms.delivered(self.sms_outbox, event.args, self.config.sms_channels)
         else:
@@ -152,6 +172,25 @@ class Issuer:
             put = sms.notice(self.config, event, sale, card, amount_fen, event_id, now_ms, self.available_fen(card.account_id))
             if put is not None:
                 self._sms_out.append(put)
+
+    def expire_due(self, now_ms: int) -> list[Effect]:
+        """Release the holds whose time is up (before clearing meets them)."""
+        return self._expire(now_ms)
+
+    def notify_posted(self, auth: dict[str, Any], amount_fen: int, event_id: int, now_ms: int) -> list[Effect]:
+        """A hold posted by clearing: an SMS when the issuer's ``sms_on_post`` says so."""
+        card = self.config.cards.get(auth["pan"])
+        if card is not None:
+            put = sms.posted(self.config, auth, card, amount_fen, event_id, now_ms, self.available_fen(card.account_id))
+            if put is not None:
+                self._sms_out.append(put)
+        return []
+
+    def notify_credited(self, row: dict[str, Any], card: CardRecord, event_id: int, now_ms: int) -> list[Effect]:
+        """A credit that came by clearing (a refund presented with no authorization, a manual credit)."""
+        merchant = {"rrn": row["lifecycle"], "pan": row["pan"], "merchant_id": row["merchant_id"]}
+        self._notify("refund", merchant, row["amount_fen"], event_id, now_ms)
+        return []
 
     def _arm_expiry(self) -> list[Effect]:
         nxt = self.ledger.next_expiry_ms()
@@ -435,6 +474,9 @@ class Issuer:
         """A reversed void: the sale stands again, so its hold is placed again."""
         sale_key = void["touched"]
         sale = self.auths[sale_key]
+        if sale.get("status") == "posted":  # clearing met the voided sale first and took it: it stands already
+            void["status"] = "reversed"
+            return [Put("auths", void_key, void), Trace(sale["rrn"], "void reversed: the sale was posted by clearing already", {})]
         card = self.config.cards[sale["pan"]]
         hold_id = derive_id("rehold", void_key)
         hold = Transfer(

@@ -71,8 +71,8 @@ def open_party(net: cfg.Network, party: str) -> tuple[PartyNode, list[Any]]:
         links.append(LinkSpec("switch", *chaos.upstream_endpoint(net, "acquirer", "switch")))
         restore = core.restore(store.load(), clock.now_ms())
     elif party == "switch":
-        store = PartyStore(location, schema=schema)
-        core = Switch(cfg.switch_config(net, hsm), hsm)
+        store = PartyStore(location, with_ledger=True, schema=schema)
+        core = Switch(cfg.switch_config(net, hsm), hsm, store.load_ledger())
         for i in net.issuers:
             links.append(LinkSpec(f"issuer:{i['name']}", *chaos.upstream_endpoint(net, "switch", f"issuer-{i['name']}")))
         restore = core.restore(store.load(), clock.now_ms())

@@ -3,15 +3,20 @@
 The rules checked after every run (docs/simulation.md):
 
 1. every issuer's books balance (the ledger's own invariants);
-2. for every card, the amount the issuer holds equals the sales that stand in
-   the terminals' journals — a sale without a receipt costs nothing, a sale
-   with one is held exactly once;
+2. for every card, the amount the issuer holds or has posted equals the sales
+   that stand in the terminals' journals — a sale without a receipt costs
+   nothing, a sale with one is taken exactly once;
 3. the acquirer's approved sales are exactly the terminals' standing sales
    (what will reach the merchant);
 4. every card's net credits equal the refunds the acquirer approved;
 5. nothing is left owed: no reversal in a terminal, no store-and-forward item
    in the acquirer or the switch;
-6. once the holds' expiry has passed, nothing is held any more.
+6. once the holds' expiry has passed, nothing is held any more;
+7. clearing: every sale of a settled batch is posted at its issuer, no
+   presentment is an exception, and after the cut-off every member's position
+   at the switch is settled to zero, with the switch's books balanced;
+8. every money event of a card with a phone has exactly one SMS, and every SMS
+   is of a money event (sim/sms_rule.py).
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ from ..effects import Command, Done, TerminalOutput, mask_pan
 from ..terminal.core import Card
 from . import scenario
 from .faults import FaultProfile, link_faults, profile
+from ..issuer import sms
+from . import sms_rule
 from .world import World
 
 START_MS = 1_795_485_600_000  # 2026-11-24 10:00 China Standard Time
@@ -247,11 +254,16 @@ def check(world: World, net, settled: list[dict[str, Any]] = ()) -> list[str]:
             issuer.ledger.check_invariants()
         except AssertionError as e:
             violations.append(f"rule 1: {issuer.config.name}'s books: {e}")
+        posted: dict[str, int] = defaultdict(int)
+        for auth in issuer.auths.values():
+            if auth.get("kind") == "sale" and auth.get("status") == "posted":
+                posted[auth["pan"]] += auth["posted_fen"]
         for pan, card in issuer.config.cards.items():
             a = issuer.ledger.account(card.account_id)
-            if a.debits_pending != standing[pan]:
+            if a.debits_pending + posted[pan] != standing[pan]:
                 violations.append(
-                    f"rule 2: {mask_pan(pan)}: the issuer holds {a.debits_pending} fen, the terminals' journals stand at {standing[pan]}"
+                    f"rule 2: {mask_pan(pan)}: the issuer holds {a.debits_pending} fen and has posted {posted[pan]},"
+                    f" the terminals' journals stand at {standing[pan]}"
                 )
             # Refunds credited, less any refund taken back (transfers of the refund code).
             credited = sum(
@@ -267,6 +279,31 @@ def check(world: World, net, settled: list[dict[str, Any]] = ()) -> list[str]:
             held = issuer.ledger.account(card.account_id).debits_pending
             if held:
                 violations.append(f"rule 6: {mask_pan(pan)}: {held} fen still held after the holds' expiry")
+    violations += _check_clearing(world, issuers, switch, settled)
+    for issuer in issuers:
+        outbox = world.tables(f"issuer-{issuer.config.name}").get(sms.OUTBOX, {})
+        violations += [f"rule 8: {v}" for v in sms_rule.check(issuer, outbox)]
+    return violations
+
+
+def _check_clearing(world: World, issuers, switch, settled) -> list[str]:
+    """Rule 7, once the cut-off has passed (``check`` has moved the clock two days on)."""
+    violations = []
+    posted_rrns = {a["rrn"] for i in issuers for a in i.auths.values() if a.get("kind") == "sale" and a.get("status") == "posted"}
+    for e in settled:
+        if e["kind"] == "sale" and not e["voided"] and e["reference_no"] not in posted_rrns:
+            violations.append(f"rule 7: settled sale {e['reference_no']} ({mask_pan(e['pan'])}) is not posted at its issuer")
+    for issuer in issuers:
+        for day, recon in world.tables(f"issuer-{issuer.config.name}").get("reconciliation", {}).items():
+            for x in recon["exceptions"]:
+                violations.append(f"rule 7: {issuer.config.name} {day}: clearing exception {x['lifecycle']}: {x['reason']}")
+    try:
+        switch.ledger.check_invariants()
+    except AssertionError as e:
+        violations.append(f"rule 7: the switch's books: {e}")
+    for a in switch.ledger.accounts():
+        if a.code == chart.SWITCH_MEMBER_POSITION and a.credits_posted != a.debits_posted:
+            violations.append(f"rule 7: a member's position is {a.credits_posted - a.debits_posted} fen after the cut-off")
     return violations
 
 

@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from .. import clearing_files
 from .. import config as cfg
 from ..acquirer.core import Acquirer
 from ..issuer.core import Issuer
@@ -79,8 +80,10 @@ def network_for(seed: int, issuers: int = 3, cards_per_issuer: int = 6, terminal
                         "expiry": "3012",
                         "pin": f"{rng.randrange(10**6):06d}",
                         "balance": f"{rng.randrange(500, 50_000)}.00",
+                        # Every other cardholder has signed up for SMS (动账通知): the rest get none.
+                        **({"phone": f"139{i:02d}{n:06d}"} if n % 2 == 0 else {}),
                     }
-                    for _ in range(cards_per_issuer)
+                    for n in range(cards_per_issuer)
                 ],
             }
         )
@@ -111,10 +114,12 @@ def build(net: cfg.Network, now_ms: int, seed: int = 1, links: LinkLimits | None
     party("acquirer", lambda h: Acquirer(replace(cfg.acquirer_config(net, h), link=links), h))
     party("switch", lambda h: Switch(replace(cfg.switch_config(net, h), link=links), h))
     world.connect("acquirer", "switch", "switch", "acquirer:" + net.acquirer["institution_id"])
+    world.box_owner[clearing_files.SWITCH_BOX] = "switch"
     for i in net.issuers:
         name = f"issuer-{i['name']}"
         party(name, lambda h, n=i["name"]: Issuer(cfg.issuer_config(net, n, h), h))
         world.connect("switch", f"issuer:{i['name']}", name, "switch")
+        world.box_owner[clearing_files.issuer_box(i["name"])] = name
     for t in net.acquirer["terminals"]:
         tcfg, tmk = cfg.terminal_config(net, t["terminal_id"])
         name = f"pos-{t['terminal_id']}"

@@ -20,6 +20,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ..clearing_files import CLEARING_FILE
 from ..effects import (
     RECORD_TYPES,
     CancelTimer,
@@ -32,6 +33,7 @@ from ..effects import (
     LinkDown,
     LinkUp,
     Print,
+    Publish,
     Put,
     Received,
     Send,
@@ -78,6 +80,11 @@ class World:
         self.on_done: Callable[[str, Done, TerminalOutput], None] | None = None
         self.trace_hash = hashlib.sha256()
         self.events_handled = 0
+        # Clearing files (posnet.clearing_files): box -> name -> text, the party that reads each box,
+        # and the files their reader has handled (the runtime moves those to done/).
+        self.boxes: dict[str, dict[str, str]] = {}
+        self.box_owner: dict[str, str] = {}
+        self.files_done: set[tuple[str, str]] = set()
 
     def add(self, name: str, core: Any, restore: bool = True, factory: Callable[[], Any] | None = None) -> None:
         self.parties[name] = PartyState(core, factory)
@@ -126,6 +133,8 @@ class World:
         self._hash(party, event)
         effects = state.core.handle(event, self.now_ms)
         self._apply(party, effects)
+        if isinstance(event, Command) and event.name == CLEARING_FILE:
+            self.files_done.add((event.args["box"], event.args["name"]))
 
     def _hash(self, party: str, event: Any) -> None:
         if isinstance(event, Received):
@@ -204,6 +213,10 @@ class World:
         state.core = core
         state.up = True
         self._apply(party, core.restore(self.tables(party), self.now_ms))
+        for box, owner in self.box_owner.items():  # files that came while it was down
+            if owner == party:
+                for name in sorted(self.boxes.get(box, {})):
+                    self._deliver_file(box, name)
         for (a, a_link), (b, b_source) in self._routes.items():
             if a == party and self.parties[b].up:
                 self._queue.append((a, LinkUp(a_link)))
@@ -244,6 +257,9 @@ class World:
                 out.done = e
                 if self.on_done is not None:
                     self.on_done(party, e, out)
+            elif isinstance(e, Publish):
+                self.boxes.setdefault(e.box, {})[e.name] = e.text
+                self._deliver_file(e.box, e.name)
             elif isinstance(e, Trace):
                 if self.keep_traces:
                     self.traces.append((self.now_ms, party, e))
@@ -255,6 +271,12 @@ class World:
                     self._queue.append((party, LinkUp(e.to)))
         if printed:  # the paper is out: the terminal closes its print jobs
             self._queue.append((party, Command("printed")))
+
+    def _deliver_file(self, box: str, name: str) -> None:
+        owner = self.box_owner.get(box)
+        if owner is None or (box, name) in self.files_done or not self.parties[owner].up:
+            return
+        self._queue.append((owner, Command(CLEARING_FILE, {"box": box, "name": name, "text": self.boxes[box][name]})))
 
     def _send(self, party: str, e: Send) -> None:
         if (party, e.to) in self.cut:

@@ -11,10 +11,15 @@ not answer in time gets 98 sent downstream and a reversal by store and forward.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import time
 from typing import Any
 
-from ..effects import CancelTimer, Effect, LinkDown, LinkUp, Received, Send, SetTimer, TimerFired, Trace, mask_pan
+from ..clearing_files import CLEARING_FILE, CUTOFF_TIMER, ClearingRates, next_cutoff_ms
+from ..effects import (
+    CancelTimer, Command, Effect, LedgerWrite, LinkDown, LinkUp, Put, Received, Send, SetTimer, TimerFired, Trace, mask_pan,
+)
+from ..ledger import Ledger
 from ..forwarding import TIMER_PREFIX, ForwardingLimits, StoreAndForward
 from ..links import LinkLimits, LinkWatch
 from .. import timefmt
@@ -22,7 +27,8 @@ from ..security import PinBlockFormatError, SecurityModule
 from ..wire import RC, Message, WireError, response_mti
 from ..wire.codec import decode_host, encode_host
 from ..wire.codes import Kind, host_kind, is_request
-from ..wire.fields import OriginalData, parse_track2
+from ..wire.fields import OriginalData, parse_f90, parse_track2
+from . import clearing
 
 ISSUER_LINK_PREFIX = "issuer:"
 TIMER_ISSUER = "issuer-timeout:"
@@ -50,6 +56,8 @@ class SwitchConfig:
     issuer_timeout_ms: int = 10_000  # shorter than the acquirer's, so 98 flows back in time
     forwarding: ForwardingLimits = ForwardingLimits()
     link: LinkLimits = LinkLimits()
+    cutoff: time = time(23, 0)  # the daily cut-off of clearing, China Standard Time
+    rates: ClearingRates = field(default_factory=ClearingRates)
 
 
 @dataclass
@@ -60,9 +68,18 @@ class _InFlight:
 
 
 class Switch:
-    def __init__(self, config: SwitchConfig, hsm: SecurityModule):
+    def __init__(self, config: SwitchConfig, hsm: SecurityModule, ledger: Ledger | None = None):
         self.config = config
         self.hsm = hsm
+        self.ledger = ledger or Ledger()
+        # Approved financial requests by host key (acquirer:F7:STAN): what clearing matches presentments with.
+        self.auth_log: dict[str, dict[str, Any]] = {}
+        self.files_in: dict[str, dict[str, Any]] = {}  # presentment files by name
+        self.cycle: dict[str, Any] = clearing.new_cycle()  # the clearing cycle open until the next cut-off
+        self.items: list[dict[str, Any]] = []  # presentments of the open cycle, cleared at the cut-off
+        self.counters: dict[str, int] = {"clearing_file": 0}
+        self.closed_cutoff_ms: int | None = None
+        self.cutoff_ms = 0  # the cut-off that closes the open cycle
         self.connected: set[str] = set()
         self._routes = sorted(
             ((b, name) for name, r in config.issuers.items() for b in r.bins), key=lambda x: len(x[0]), reverse=True
@@ -76,10 +93,33 @@ class Switch:
         self._echo_stan = 0
 
     def restore(self, tables: dict[str, dict[str, dict[str, Any]]], now_ms: int) -> list[Effect]:
+        self.auth_log = {k: dict(v) for k, v in tables.get("auth_log", {}).items()}
+        self.files_in = {k: dict(v) for k, v in tables.get("clearing_files_in", {}).items()}
+        self.cycle = dict(tables.get("clearing_cycle", {}).get("open") or clearing.new_cycle())
+        self.items = clearing.pending_items(self.cycle, tables.get("clearing_items", {}))
+        self.counters.update(tables.get("state", {}).get("counters", {}))
+        self.closed_cutoff_ms = tables.get("state", {}).get("cutoff", {}).get("closed_cutoff_ms")
         effects: list[Effect] = []
         for saf in self.saf.values():
             effects += saf.restore(tables.get(saf.table, {}), now_ms)
-        return effects
+        clearing.open_books(self, now_ms)
+        changes = self.ledger.take_changes()
+        if changes:
+            effects.insert(0, LedgerWrite(changes))
+        days = tables.get("clearing_days", {})
+        if days:  # the last cycle's files and report again: they may have been committed and never written
+            effects += clearing.forward_again(self, days[max(days)], tables.get("clearing_items", {}))
+            effects += clearing.report(self.config.institution_id, days[max(days)])
+        return effects + self._arm_cutoff(now_ms)
+
+    def _arm_cutoff(self, now_ms: int) -> list[Effect]:
+        # After the last cut-off closed (a missed one fires at once, so no day is skipped).
+        self.cutoff_ms = next_cutoff_ms(self.closed_cutoff_ms if self.closed_cutoff_ms is not None else now_ms, self.config.cutoff)
+        return [SetTimer(CUTOFF_TIMER, self.cutoff_ms)]
+
+    def next_file_no(self) -> int:
+        self.counters["clearing_file"] = self.counters["clearing_file"] % 999_999 + 1
+        return self.counters["clearing_file"]
 
     def route(self, pan: str) -> str | None:
         for prefix, name in self._routes:
@@ -88,6 +128,15 @@ class Switch:
         return None
 
     def handle(self, event, now_ms: int) -> list[Effect]:
+        effects = self._handle(event, now_ms)
+        changes = self.ledger.take_changes()
+        return [LedgerWrite(changes), *effects] if changes else effects
+
+    def _handle(self, event, now_ms: int) -> list[Effect]:
+        if isinstance(event, Command) and event.name == CLEARING_FILE:
+            return clearing.take_file(self, str(event.args["name"]), str(event.args["text"]), now_ms)
+        if isinstance(event, TimerFired) and event.key == CUTOFF_TIMER:
+            return clearing.close_cycle(self, self.cutoff_ms, now_ms) + self._arm_cutoff(now_ms)
         if isinstance(event, LinkUp) and event.link.startswith(ISSUER_LINK_PREFIX):
             name = event.link[len(ISSUER_LINK_PREFIX) :]
             if name not in self.config.issuers:
@@ -182,6 +231,7 @@ class Switch:
             fwd = Message("0400", {k: v for k, v in msg.fields.items() if k not in ("64", "128")})
             fwd.fields["100"] = route.institution_id
             effects = self.saf[issuer].enqueue(self._key(msg), fwd, self._encoder(issuer), now_ms)
+            effects += self._log_reversal(msg)
             return [
                 *effects,
                 Trace(lifecycle, "reversal stored for issuer", {"issuer": issuer}),
@@ -227,11 +277,64 @@ class Switch:
             # Late: the reversal was queued when the timer fired; nothing more to do but record it.
             return heard + [Trace(lifecycle, "late reply from issuer", {"issuer": issuer, "rc": reply.get(39)})]
         extra = {f: reply[f] for f in ("38", "54", "100") if reply.has(f)}
-        return heard + [
+        return heard + self._log_approval(key, flight, reply) + [
             CancelTimer(TIMER_ISSUER + key),
             Trace(lifecycle, "issuer answered", {"issuer": issuer, "rc": reply.get(39)}),
             self._reply_to_acquirer(flight.source, flight.request, reply.get(39) or RC.SYSTEM_MALFUNCTION, extra),
         ]
+
+    # -- the authorization log: what clearing matches presentments with ----------------------
+
+    def _log_approval(self, key: str, flight: _InFlight, reply: Message) -> list[Effect]:
+        kind = host_kind(flight.request.mti, flight.request.get(3))
+        if reply.get(39) != RC.APPROVED or kind not in (Kind.SALE, Kind.VOID, Kind.REFUND):
+            return []
+        req = flight.request
+        entry: dict[str, Any] = {
+            "kind": kind.value,
+            "lifecycle": (req.get(37) or "").strip(),
+            "issuer": flight.issuer,
+            "amount_fen": int(req.get(4) or 0),
+            "auth_code": reply.get(38) or "",
+            "status": "approved",
+        }
+        effects: list[Effect] = []
+        if kind is not Kind.SALE:
+            try:
+                entry["original"] = parse_f90(req.get(90)).key
+            except WireError:
+                entry["original"] = ""
+        if self.auth_log.pop(f"reversal:{key}", None) is not None:
+            entry["status"] = "reversed"  # its reversal came first
+            effects.append(Put("auth_log", f"reversal:{key}", {"status": "matched"}))
+        self.auth_log[key] = entry
+        effects.append(Put("auth_log", key, entry))
+        sale = self.auth_log.get(entry.get("original", ""))
+        if kind is Kind.VOID and entry["status"] == "approved" and sale is not None:
+            sale["status"] = "voided"
+            sale["void_key"] = key
+            effects.append(Put("auth_log", entry["original"], sale))
+        return effects
+
+    def _log_reversal(self, msg: Message) -> list[Effect]:
+        try:
+            key = parse_f90(msg.get(90)).key
+        except WireError:
+            key = self._key(msg)
+        entry = self.auth_log.get(key)
+        if entry is None:
+            marker = {"status": "reversal-first"}
+            self.auth_log[f"reversal:{key}"] = marker
+            return [Put("auth_log", f"reversal:{key}", marker)]
+        if entry["status"] != "approved":
+            return []
+        entry["status"] = "reversed"
+        effects: list[Effect] = [Put("auth_log", key, entry)]
+        sale = self.auth_log.get(entry.get("original", ""))
+        if entry["kind"] == "void" and sale is not None and sale["status"] == "voided":
+            sale["status"] = "approved"  # a reversed void: the sale stands again
+            effects.append(Put("auth_log", entry["original"], sale))
+        return effects
 
     def _reversal_for(self, issuer: str, request: Message) -> Message:
         fields = {k: v for k, v in request.fields.items() if k in ("2", "3", "4", "7", "11", "32", "37", "41", "42", "49")}

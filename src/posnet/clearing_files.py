@@ -1,0 +1,165 @@
+"""Clearing between members: the files they exchange, the daily cut-off and the scheme's fees.
+
+Clearing is done with files, as the schemes do it: after a terminal's batch
+settles, the acquirer puts a presentment file in the switch's box; the switch
+matches each presentment with its authorization log, adds interchange and
+scheme fees and puts a clearing file in each issuer's box; the issuer posts
+its holds from it. At the daily cut-off the switch closes the cycle: each
+member's net position, booked and reported. docs/clearing.md has the formats.
+
+A core never touches a file. It returns ``Publish`` effects (a box, a name, a
+text) that the driver writes after the commit, and gets ``Command`` inputs
+named ``CLEARING_FILE`` when a file arrives in its box. A file's name is its
+identity: the same name again is ignored by the receiver, so a sender may
+publish again after a restart whatever it is not sure was delivered.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from typing import Any, Iterable
+
+from . import timefmt
+
+CLEARING_FILE = "clearing-file"  # the Command a driver gives a core when a file arrives in its box
+CUTOFF_TIMER = "cutoff"
+
+SWITCH_BOX = "to-switch"
+REPORTS_BOX = "reports"
+
+
+def issuer_box(issuer_name: str) -> str:
+    return f"to-issuer-{issuer_name}"
+
+
+# One presentment: what the acquirer claims (docs/settlement.md "Presentment record").
+PRESENTMENT_FIELDS = (
+    "lifecycle", "kind", "acquirer_id", "terminal_id", "merchant_id", "batch_no", "trace_no", "pan",
+    "amount_fen", "currency", "auth_code", "transaction_date", "settled_date", "original_lifecycle", "host_key",
+)
+# One cleared item, as the switch forwards it to the issuer: the presentment and what clearing added.
+CLEARING_FIELDS = PRESENTMENT_FIELDS + (
+    "issuer", "match", "interchange_fen", "acquirer_fee_fen", "issuer_fee_fen", "clearing_day", "source_file",
+)
+INT_FIELDS = frozenset({"amount_fen", "interchange_fen", "acquirer_fee_fen", "issuer_fee_fen"})
+
+# How the switch's authorization log saw a presentment (CLEARING_FIELDS "match").
+MATCHED = "matched"
+NO_AUTHORIZATION = "no-authorization"
+REVERSED = "reversed"  # its authorization was reversed or voided: presented all the same
+AMOUNT_DIFFERS = "amount-differs"  # more than was authorized
+MANUAL_CREDIT = "manual-credit"  # a credit the acquirer's operators made by hand, no authorization
+
+
+class ClearingFileError(ValueError):
+    pass
+
+
+def to_csv(rows: Iterable[dict[str, Any]], fields: tuple[str, ...]) -> str:
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(fields)
+    w.writerows([r.get(f, "") for f in fields] for r in rows)
+    return out.getvalue()
+
+
+def from_csv(text: str, fields: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The rows of a clearing file; ``ClearingFileError`` names the line that is wrong."""
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, None)
+    if header is None or tuple(header[: len(fields)]) != fields:
+        raise ClearingFileError(f"header is not {','.join(fields)}")
+    rows = []
+    n = len(fields)
+    for line_no, values in enumerate(reader, start=2):
+        if len(values) != len(header):
+            raise ClearingFileError(f"line {line_no}: {len(values)} values, the header has {len(header)}")
+        row: dict[str, Any] = dict(zip(fields, values[:n]))
+        for f in INT_FIELDS.intersection(fields):
+            try:
+                row[f] = int(row[f])
+            except ValueError:
+                raise ClearingFileError(f"line {line_no}: {f} {row[f]!r} is not a number of fen") from None
+            if row[f] < 0:
+                raise ClearingFileError(f"line {line_no}: {f} is negative")
+        rows.append(row)
+    return rows
+
+
+# -- the daily cut-off ---------------------------------------------------------------------------
+
+
+def parse_cutoff(text: str) -> time:
+    """``"23:00"`` (China Standard Time, as the scheme's day is)."""
+    try:
+        hh, mm = text.split(":")
+        return time(int(hh), int(mm))
+    except ValueError:
+        raise ValueError(f"cut-off {text!r}: give HH:MM, e.g. 23:00") from None
+
+
+def next_cutoff_ms(now_ms: int, cutoff: time) -> int:
+    """The first cut-off strictly after ``now_ms``."""
+    here = timefmt.local(now_ms)
+    at = datetime.combine(here.date(), cutoff, tzinfo=timefmt.CHINA_STANDARD_TIME)
+    if at <= here:
+        at += timedelta(days=1)
+    return int(at.timestamp() * 1000)
+
+
+def clearing_day(cutoff_ms: int) -> str:
+    """The name of the cycle a cut-off closes: its date, YYYYMMDD."""
+    return timefmt.local(cutoff_ms).strftime("%Y%m%d")
+
+
+# -- the scheme's fees ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FeeRate:
+    """A rate in parts per million of the amount, rounded half up to the fen, with a cap (0: none)."""
+
+    ppm: int
+    cap_fen: int = 0
+
+    def of(self, amount_fen: int) -> int:
+        fee = (amount_fen * self.ppm + 500_000) // 1_000_000
+        return min(fee, self.cap_fen) if self.cap_fen else fee
+
+
+@dataclass(frozen=True)
+class ClearingRates:
+    """Interchange goes from the acquirer to the issuer; the scheme's fee is taken from both.
+    Defaults after the PBOC's 2016 card fee reform: debit interchange 0.35% capped at 13 yuan,
+    network fee 0.0325% a side capped at 3.25 yuan."""
+
+    interchange: FeeRate = FeeRate(3_500, 1_300)
+    scheme_fee: FeeRate = FeeRate(325, 325)
+
+
+def parse_rate(text: str) -> int:
+    """``"0.35%"`` -> 3500 parts per million."""
+    from decimal import Decimal, InvalidOperation
+
+    t = str(text).strip()
+    if not t.endswith("%"):
+        raise ValueError(f"rate {text!r}: give a percentage, e.g. 0.35%")
+    try:
+        ppm = Decimal(t[:-1]) * 10_000
+    except InvalidOperation:
+        raise ValueError(f"rate {text!r}: give a percentage, e.g. 0.35%") from None
+    if ppm < 0 or ppm != ppm.to_integral_value() or ppm > 1_000_000:
+        raise ValueError(f"rate {text!r}: between 0% and 100%, to 4 decimal places")
+    return int(ppm)
+
+
+def yuan(fen: Any) -> str:
+    """Fen as yuan for reports: 123456 -> 1234.56; an empty cell stays empty."""
+    if fen == "":
+        return ""
+    fen = int(fen)
+    sign = "-" if fen < 0 else ""
+    return f"{sign}{abs(fen) // 100}.{abs(fen) % 100:02d}"

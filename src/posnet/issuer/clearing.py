@@ -1,0 +1,280 @@
+"""The issuer's side of clearing: holds posted from the switch's clearing files, and the day's reconciliation.
+
+A presented sale posts its hold (挂账 → 入账): a smaller amount posts that
+much and releases the rest; a sale with no standing hold — none was placed,
+it expired, it was reversed — is force-posted and listed as an exception,
+since the issuer owes the scheme for it all the same. A presented refund was
+credited online and is only matched; a manual credit is credited now. At the
+daily cut-off the issuer writes its reconciliation report: what matched,
+the holds released that day, the exceptions and the differences.
+docs/clearing.md.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .. import timefmt
+from ..clearing_files import (
+    CLEARING_FIELDS,
+    REPORTS_BOX,
+    ClearingFileError,
+    clearing_day,
+    from_csv,
+    to_csv,
+    yuan,
+)
+from ..effects import Effect, Publish, Put, Trace, mask_pan
+from ..ledger import CreateTransferResult, Transfer, TransferFlags, chart
+from ..ledger.ids import derive_id
+from .accounts import INTERCHANGE_INCOME_ACCOUNT, SCHEME_SETTLEMENT_ACCOUNT, SUSPENSE_ACCOUNT
+
+if TYPE_CHECKING:
+    from .core import Issuer
+
+# The issuer reconciles a day an hour after the scheme's cut-off, once that cycle's clearing files are in.
+RECONCILE_AFTER_MS = 3600_000
+OK = (CreateTransferResult.OK, CreateTransferResult.EXISTS)
+FORCE_REASONS = {
+    None: "no authorization",
+    "expired": "hold expired before presentment",
+    "reversed": "presented after reversal",
+    "voided": "presented after void",
+    "declined": "authorization was declined",
+}
+
+
+def new_day(day: str) -> dict[str, Any]:
+    return {
+        "day": day, "files": [], "presented": 0,
+        "matched_count": 0, "matched_fen": 0, "posted_fen": 0,
+        "refunds_matched_count": 0, "refunds_matched_fen": 0,
+        "credits_count": 0, "credits_fen": 0,
+        "interchange_fen": 0, "scheme_fee_fen": 0,
+        "exceptions": [], "differences": [],
+    }
+
+
+def post_file(issuer: "Issuer", name: str, text: str, now_ms: int) -> list[Effect]:
+    """A clearing file in the issuer's box, posted once: the same name again is ignored."""
+    if name in issuer.files_in:
+        return [Trace("", "clearing file seen before: ignored", {"file": name})]
+    try:
+        rows = from_csv(text, CLEARING_FIELDS)
+    except ClearingFileError as e:
+        rec = {"received_ms": now_ms, "status": "rejected", "error": str(e)}
+        issuer.files_in[name] = rec
+        return [Put("clearing_files_in", name, rec), Trace("", "clearing file rejected", {"file": name, "error": str(e)})]
+    # Holds whose time is up are released first, so a late presentment meets them as they stand.
+    effects: list[Effect] = issuer.expire_due(now_ms)
+    day = rows[0]["clearing_day"] if rows else clearing_day(issuer.cutoff_ms)
+    recon = issuer.recon.setdefault(day, new_day(day))
+    recon["files"].append(name)
+    touched: dict[str, dict[str, Any]] = {}
+    fees = 0
+    for row in rows:
+        recon["presented"] += 1
+        fees += row["interchange_fen"] - row["issuer_fee_fen"]
+        recon["interchange_fen"] += row["interchange_fen"]
+        recon["scheme_fee_fen"] += row["issuer_fee_fen"]
+        if row["kind"] == "sale":
+            _sale(issuer, row, recon, touched, effects, now_ms)
+        elif row["kind"] == "refund":
+            _refund(issuer, row, recon, effects, now_ms)
+        else:
+            _credit(issuer, row, recon, effects, now_ms)
+    if fees:
+        dr, cr = (SCHEME_SETTLEMENT_ACCOUNT, INTERCHANGE_INCOME_ACCOUNT)
+        if fees < 0:
+            dr, cr = cr, dr
+        issuer.ledger.create_transfers([Transfer(derive_id("interchange", name), dr, cr, abs(fees), chart.CNY, chart.FEE)], now_ms)
+    issuer.files_in[name] = {"received_ms": now_ms, "status": "posted", "clearing_day": day, "count": len(rows)}
+    effects += [Put("auths", k, a) for k, a in touched.items()]
+    effects += [
+        Put("clearing_files_in", name, issuer.files_in[name]),
+        Put("reconciliation", day, recon),
+        Trace("", "clearing file posted", {"file": name, "items": len(rows), "exceptions": len(recon["exceptions"])}),
+    ]
+    return effects
+
+
+def _exception(recon: dict[str, Any], row: dict[str, Any], reason: str) -> None:
+    recon["exceptions"].append(
+        {"lifecycle": row["lifecycle"], "kind": row["kind"], "pan": mask_pan(row["pan"]), "amount_fen": row["amount_fen"], "reason": reason}
+    )
+
+
+def _sale(issuer: "Issuer", row, recon, touched, effects: list[Effect], now_ms: int) -> None:
+    key, amount = row["host_key"], row["amount_fen"]
+    auth = issuer.auths.get(key)
+    if auth is not None and (auth.get("kind") != "sale" or auth.get("pan") != row["pan"]):
+        auth = None
+    status = auth.get("status") if auth else None
+    if status == "held":
+        held = auth["amount_fen"]
+        post = Transfer(derive_id("post", key), 0, 0, min(amount, held), 0, 0, TransferFlags.POST_PENDING, pending_id=auth["hold_id"])
+        (result,) = issuer.ledger.create_transfers([post], now_ms)
+        if result in OK:
+            auth.update(status="posted", posted_fen=min(amount, held), presented_in=row["source_file"])
+            touched[key] = auth
+            recon["matched_count"] += 1
+            recon["matched_fen"] += amount
+            recon["posted_fen"] += min(amount, held)
+            effects += issuer.notify_posted(auth, min(amount, held), post.id, now_ms)
+            if amount < held:
+                recon["differences"].append({"lifecycle": row["lifecycle"], "pan": mask_pan(row["pan"]), "held_fen": held,
+                                             "presented_fen": amount, "released_fen": held - amount})
+            elif amount > held:
+                recon["differences"].append({"lifecycle": row["lifecycle"], "pan": mask_pan(row["pan"]), "held_fen": held,
+                                             "presented_fen": amount, "force_posted_fen": amount - held})
+                _force_debit(issuer, row, amount - held, "presented more than was authorized", recon, effects, now_ms)
+            return
+        status = "expired" if result == CreateTransferResult.PENDING_TRANSFER_EXPIRED else status
+    if status == "posted":
+        _exception(recon, row, "duplicate presentment: already posted, nothing moved")
+        return
+    _force_debit(issuer, row, amount, FORCE_REASONS.get(status, f"authorization {status}"), recon, effects, now_ms)
+    if auth is not None:  # taken now: a later reversal of its void must not hold it again
+        auth.update(status="posted", posted_fen=amount, force_posted=True, presented_in=row["source_file"])
+        touched[key] = auth
+
+
+def _force_debit(issuer: "Issuer", row, amount: int, reason: str, recon, effects: list[Effect], now_ms: int) -> None:
+    """Post without a hold: the issuer owes the scheme for it. What the card cannot cover is advanced
+    from suspense; a card that is not the issuer's goes to suspense whole. An exception either way."""
+    tid = derive_id("force-post", row["source_file"], row["lifecycle"], row["host_key"])
+    card = issuer.config.cards.get(row["pan"])
+    lifecycle = derive_id("lifecycle", row["host_key"] or row["lifecycle"])
+    if card is None:
+        t = Transfer(tid, SUSPENSE_ACCOUNT, SCHEME_SETTLEMENT_ACCOUNT, amount, chart.CNY, chart.PURCHASE_POST, user_data=lifecycle)
+        issuer.ledger.create_transfers([t], now_ms)
+        _exception(recon, row, f"{reason}; not a card of this issuer: booked to suspense")
+        return
+    debit = Transfer(tid, card.account_id, SCHEME_SETTLEMENT_ACCOUNT, amount, chart.CNY, chart.PURCHASE_POST, user_data=lifecycle)
+    (result,) = issuer.ledger.create_transfers([debit], now_ms)
+    note = reason + "; force-posted"
+    if result == CreateTransferResult.EXCEEDS_CREDITS:
+        shortfall = amount - issuer.available_fen(card.account_id)
+        advance = Transfer(derive_id("advance", str(tid)), SUSPENSE_ACCOUNT, card.account_id, shortfall, chart.CNY,
+                           chart.OVERDRAFT_ADVANCE, TransferFlags.LINKED, user_data=lifecycle)
+        issuer.ledger.create_transfers([advance, debit], now_ms)
+        note += f" with an overdraft advance of {shortfall} fen"
+    elif result == CreateTransferResult.EXISTS:
+        note = reason + "; presented again, nothing moved"
+    _exception(recon, row, note)
+    effects.append(Trace(row["lifecycle"], "presentment force-posted", {"reason": reason, "pan": mask_pan(row["pan"]), "amount": amount}))
+
+
+def _refund(issuer: "Issuer", row, recon, effects: list[Effect], now_ms: int) -> None:
+    auth = issuer.auths.get(row["host_key"])
+    if auth is not None and auth.get("kind") == "refund" and auth.get("status") == "approved":
+        recon["refunds_matched_count"] += 1
+        recon["refunds_matched_fen"] += row["amount_fen"]
+        return
+    _credit_card(issuer, row, chart.REFUND_CREDIT, "refund with no approved authorization; credited", recon, effects, now_ms)
+
+
+def _credit(issuer: "Issuer", row, recon, effects: list[Effect], now_ms: int) -> None:
+    recon["credits_count"] += 1
+    recon["credits_fen"] += row["amount_fen"]
+    _credit_card(issuer, row, chart.MANUAL_CREDIT, None, recon, effects, now_ms)
+
+
+def _credit_card(issuer: "Issuer", row, code: int, reason: str | None, recon, effects: list[Effect], now_ms: int) -> None:
+    card = issuer.config.cards.get(row["pan"])
+    target = card.account_id if card else SUSPENSE_ACCOUNT
+    tid = derive_id("presented-credit", row["source_file"], row["lifecycle"])
+    t = Transfer(tid, SCHEME_SETTLEMENT_ACCOUNT, target, row["amount_fen"], chart.CNY, code,
+                 user_data=derive_id("lifecycle", row["host_key"] or row["lifecycle"]))
+    (result,) = issuer.ledger.create_transfers([t], now_ms)
+    if card is None:
+        _exception(recon, row, (reason or "credit") + "; not a card of this issuer: booked to suspense")
+    elif reason:
+        _exception(recon, row, reason)
+    if card is not None and result == CreateTransferResult.OK:
+        effects += issuer.notify_credited(row, card, t.id, now_ms)
+    effects.append(Trace(row["lifecycle"], "presented credit booked", {"pan": mask_pan(row["pan"]), "amount": row["amount_fen"]}))
+
+
+# -- the day's reconciliation ---------------------------------------------------------------------
+
+
+def released_between(issuer: "Issuer", start_ms: int, end_ms: int) -> list[dict[str, Any]]:
+    """Holds released in (start, end]: by reversal, by void, or at expiry."""
+    out = []
+    for key, auth in issuer.auths.items():
+        status = auth.get("status")
+        if auth.get("kind") != "sale" or status not in ("reversed", "voided", "expired"):
+            continue
+        if status == "expired":
+            hold = issuer.ledger.transfer(auth["hold_id"])
+            at = hold.timestamp_ms + hold.timeout_s * 1000 if hold else 0
+        else:
+            t = issuer.ledger.transfer(derive_id(f"{'reversal' if status == 'reversed' else 'void'}:{key}"))
+            at = t.timestamp_ms if t else 0
+        if start_ms < at <= end_ms:
+            out.append({"lifecycle": auth["rrn"], "pan": mask_pan(auth["pan"]), "amount_fen": auth["amount_fen"], "how": status})
+    return out
+
+
+def close_day(issuer: "Issuer", cutoff_ms: int, now_ms: int) -> list[Effect]:
+    day = clearing_day(cutoff_ms)
+    recon = issuer.recon.get(day) or new_day(day)
+    start = issuer.closed_cutoff_ms if issuer.closed_cutoff_ms is not None else cutoff_ms - 24 * 3600_000
+    recon["released"] = sorted(
+        released_between(issuer, start + RECONCILE_AFTER_MS, cutoff_ms + RECONCILE_AFTER_MS), key=lambda r: r["lifecycle"]
+    )
+    held = [a for a in issuer.auths.values() if a.get("kind") == "sale" and a.get("status") == "held"]
+    recon["still_held_count"], recon["still_held_fen"] = len(held), sum(a["amount_fen"] for a in held)
+    recon["closed_ms"] = now_ms
+    issuer.recon.pop(day, None)
+    issuer.closed_cutoff_ms = cutoff_ms
+    return [
+        Put("reconciliation", day, recon),
+        Put("state", "cutoff", {"closed_cutoff_ms": cutoff_ms}),
+        *report(issuer.config.name, recon),
+        Trace("", "reconciliation closed", {"day": day, "matched": recon["matched_count"], "exceptions": len(recon["exceptions"]),
+                                            "released": len(recon["released"])}),
+    ]
+
+
+REPORT_FIELDS = ("day", "section", "lifecycle", "pan", "amount_fen", "detail")
+
+
+def report(issuer_name: str, recon: dict[str, Any]) -> list[Publish]:
+    """The issuer's reconciliation report of one day: a CSV of the items and a text for people."""
+    day = recon["day"]
+    rows = [
+        {"day": day, "section": "summary", "lifecycle": "", "pan": "", "amount_fen": recon[f"{what}_fen"], "detail": f"{what}: {recon[f'{what}_count']}"}
+        for what in ("matched", "refunds_matched", "credits", "still_held")
+    ]
+    rows += [{"day": day, "section": "released", "lifecycle": r["lifecycle"], "pan": r["pan"], "amount_fen": r["amount_fen"], "detail": r["how"]}
+             for r in recon.get("released", [])]
+    rows += [{"day": day, "section": "exception", "lifecycle": e["lifecycle"], "pan": e["pan"], "amount_fen": e["amount_fen"], "detail": e["reason"]}
+             for e in recon["exceptions"]]
+    rows += [{"day": day, "section": "difference", "lifecycle": d["lifecycle"], "pan": d["pan"], "amount_fen": d["presented_fen"] - d["held_fen"],
+              "detail": f"held {d['held_fen']}, presented {d['presented_fen']}"} for d in recon["differences"]]
+    released = recon.get("released", [])
+    lines = [
+        f"posnet issuer reconciliation  {issuer_name}  清算日 {day[:4]}-{day[4:6]}-{day[6:]}",
+        f"closed {timefmt.stamp(recon['closed_ms'])} CST; {recon['presented']} items in {len(recon['files'])} clearing files",
+        "",
+        f"matched and posted   {recon['matched_count']:>8}  {yuan(recon['posted_fen']):>14}",
+        f"refunds matched      {recon['refunds_matched_count']:>8}  {yuan(recon['refunds_matched_fen']):>14}",
+        f"manual credits       {recon['credits_count']:>8}  {yuan(recon['credits_fen']):>14}",
+        f"holds released       {len(released):>8}  {yuan(sum(r['amount_fen'] for r in released)):>14}",
+        f"holds still standing {recon['still_held_count']:>8}  {yuan(recon['still_held_fen']):>14}",
+        f"exceptions           {len(recon['exceptions']):>8}",
+        f"differences          {len(recon['differences']):>8}",
+        f"interchange earned   {yuan(recon['interchange_fen']):>24}    scheme fee paid {yuan(recon['scheme_fee_fen'])}",
+    ]
+    for title, items, fmt in (
+        ("released holds", released, lambda r: f"  {r['lifecycle']}  {r['pan']}  {yuan(r['amount_fen'])}  {r['how']}"),
+        ("exceptions", recon["exceptions"], lambda e: f"  {e['lifecycle']}  {e['pan']}  {yuan(e['amount_fen'])}  {e['reason']}"),
+        ("differences", recon["differences"], lambda d: f"  {d['lifecycle']}  {d['pan']}  held {yuan(d['held_fen'])}, presented {yuan(d['presented_fen'])}"),
+    ):
+        if items:
+            lines += ["", title + ":"] + [fmt(i) for i in items]
+    name = f"reconciliation_{issuer_name}_{day}"
+    return [Publish(REPORTS_BOX, name + ".csv", to_csv(rows, REPORT_FIELDS)), Publish(REPORTS_BOX, name + ".txt", "\n".join(lines) + "\n")]
+

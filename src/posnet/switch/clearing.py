@@ -1,0 +1,349 @@
+"""The scheme's clearing (清算): presentments matched, forwarded, and the day's net positions.
+
+A presentment file from an acquirer is cleared as it arrives: each item is
+matched with the authorization log, routed to its issuer by BIN, priced
+(interchange from the acquirer to the issuer, the scheme's fee from each),
+and the issuers get one clearing file each. The money is booked in the
+switch's ledger on the members' position accounts, one linked chain per file
+and issuer. At the daily cut-off the cycle closes: every member's position is
+brought to zero against the settlement account, and the settlement report
+(CSV and text) says who pays and who is paid; its positions and the scheme's
+fee income sum to zero. docs/clearing.md.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+from .. import timefmt
+from ..clearing_files import (
+    AMOUNT_DIFFERS,
+    CLEARING_FIELDS,
+    MANUAL_CREDIT,
+    MATCHED,
+    NO_AUTHORIZATION,
+    PRESENTMENT_FIELDS,
+    REPORTS_BOX,
+    REVERSED,
+    ClearingFileError,
+    clearing_day,
+    from_csv,
+    issuer_box,
+    to_csv,
+    yuan,
+)
+from ..effects import Effect, Publish, Put, Trace, mask_pan
+from ..ledger import Account, CreateTransferResult, Transfer, TransferFlags, chart
+from ..ledger.ids import derive_id
+
+if TYPE_CHECKING:
+    from .core import Switch
+
+SETTLEMENT_ACCOUNT = 1  # the settlement bank account members pay into and are paid from
+FEE_INCOME_ACCOUNT = 2
+
+# One letter per presentment of a file, kept with the file: how it was cleared. With the file
+# itself this is enough to write the issuers' files again after a crash.
+DECISION = {MATCHED: "M", NO_AUTHORIZATION: "N", REVERSED: "R", AMOUNT_DIFFERS: "A", MANUAL_CREDIT: "C"}
+MATCH_OF = {v: k for k, v in DECISION.items()}
+REJECTED = {"D": "duplicate presentment", "X": "no issuer for the card's BIN", "U": "unknown acquirer", "K": "unknown kind"}
+REJECT_LETTER = {v: k for k, v in REJECTED.items()}
+
+
+def position_account(institution_id: str) -> int:
+    return derive_id("position", institution_id)
+
+
+def open_books(switch: "Switch", now_ms: int) -> None:
+    members = sorted(set(switch.config.acquirers) | {r.institution_id for r in switch.config.issuers.values()})
+    accounts = [
+        Account(SETTLEMENT_ACCOUNT, chart.CNY, chart.SWITCH_SETTLEMENT),
+        Account(FEE_INCOME_ACCOUNT, chart.CNY, chart.SWITCH_FEE_INCOME),
+        *(Account(position_account(m), chart.CNY, chart.SWITCH_MEMBER_POSITION) for m in members),
+    ]
+    new = [a for a in accounts if switch.ledger.account(a.id) is None]
+    if new:
+        switch.ledger.create_accounts(new, now_ms)
+
+
+def new_cycle(carried: list[str] | None = None) -> dict[str, Any]:
+    """``carried``: the items an earlier cut-off deferred to this cycle."""
+    return {"files": [], "carried": carried or [], "items": 0, "matches": {}, "rejected": 0, "members": {}}
+
+
+def pending_items(cycle: dict[str, Any], stored: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The items the open cycle will clear, from the store after a restart."""
+    files = set(cycle["files"])
+    carried = [stored[k] for k in cycle["carried"] if k in stored]
+    return carried + [row for key, row in sorted(stored.items()) if row["source_file"] in files]
+
+
+def _member(cycle: dict[str, Any], institution_id: str, role: str) -> dict[str, Any]:
+    return cycle["members"].setdefault(
+        institution_id,
+        {"role": role, "sales_fen": 0, "sales_count": 0, "credits_fen": 0, "credits_count": 0,
+         "interchange_fen": 0, "scheme_fee_fen": 0, "net_fen": 0},
+    )
+
+
+def take_file(switch: "Switch", name: str, text: str, now_ms: int) -> list[Effect]:
+    """A presentment file in the switch's box: its items wait for the cut-off (a name seen before is ignored)."""
+    if name in switch.files_in:
+        return [Trace("", "presentment file seen before: ignored", {"file": name})]
+    try:
+        rows = from_csv(text, PRESENTMENT_FIELDS)
+    except ClearingFileError as e:
+        rec = {"received_ms": now_ms, "status": "rejected", "error": str(e)}
+        switch.files_in[name] = rec
+        return [Put("clearing_files_in", name, rec), Trace("", "presentment file rejected", {"file": name, "error": str(e)})]
+    rec = {"received_ms": now_ms, "status": "received", "count": len(rows)}
+    switch.files_in[name] = rec
+    effects: list[Effect] = [Put("clearing_files_in", name, rec)]
+    for n, row in enumerate(rows):
+        row["source_file"] = name
+        row["item_key"] = f"{name}#{n:07d}"
+        switch.items.append(row)
+        effects.append(Put("clearing_items", row["item_key"], row))
+    switch.cycle["files"].append(name)
+    effects += [
+        Put("clearing_cycle", "open", switch.cycle),
+        Trace("", "presentment file received", {"file": name, "items": len(rows)}),
+    ]
+    return effects
+
+
+def clear(switch: "Switch", day: str, now_ms: int) -> list[Effect]:
+    """At the cut-off: every item received in the cycle matched, priced, booked and forwarded.
+    An item whose authorization the switch still owes its issuer a reversal for waits for the next
+    cycle, so the issuer hears of the reversal first."""
+    effects: list[Effect] = []
+    owed = {name: set(saf.items) for name, saf in switch.saf.items()}
+    items, deferred = [], []
+    for row in switch.items:
+        issuer = switch.route(row["pan"])
+        auth = switch.auth_log.get(row["host_key"])
+        if issuer is not None and auth is not None and owed[issuer] & {row["host_key"], auth.get("void_key", "")}:
+            deferred.append(row)
+        else:
+            items.append(row)
+    decisions = []
+    for row in items:
+        letter = _decide(switch, row)
+        decisions.append(letter)
+        if letter in MATCH_OF and row["kind"] == "sale":
+            auth = switch.auth_log.get(row["host_key"])
+            if auth is not None:
+                auth["presented"] = row["source_file"]
+                effects.append(Put("auth_log", row["host_key"], auth))
+    decisions_text = "".join(decisions)
+    outputs = {
+        issuer: f"C{switch.config.institution_id}_{issuer}_{day}_{switch.next_file_no():06d}.csv"
+        for issuer in sorted({switch.route(r["pan"]) for r, d in zip(items, decisions_text) if d in MATCH_OF})
+    }
+    forwarded, totals = _forward(switch, items, decisions_text, day, outputs)
+    effects += _book(switch, day, totals, now_ms)
+    cycle = switch.cycle
+    cycle["items"] = len(items)
+    cycle["deferred"] = len(deferred)
+    cycle["outputs"] = outputs
+    cycle["cleared_items"] = [r["item_key"] for r in items]  # with the decisions: the issuers' files again
+    cycle["decisions"] = decisions_text
+    counts = Counter(decisions_text)
+    for letter, n in counts.items():
+        label = MATCH_OF.get(letter) or REJECTED[letter]
+        cycle["matches"][label] = cycle["matches"].get(label, 0) + n
+        if letter in REJECTED:
+            cycle["rejected"] += n
+    for (acquirer, issuer_inst), t in totals.items():
+        a, i = _member(cycle, acquirer, "acquirer"), _member(cycle, issuer_inst, "issuer")
+        for m in (a, i):
+            m["sales_fen"] += t["sales"]
+            m["sales_count"] += t["sales_count"]
+            m["credits_fen"] += t["credits"]
+            m["credits_count"] += t["credits_count"]
+        a["interchange_fen"] -= t["interchange"]
+        a["scheme_fee_fen"] -= t["acquirer_fee"]
+        a["net_fen"] += t["sales"] - t["credits"] - t["interchange"] - t["acquirer_fee"]
+        i["interchange_fen"] += t["interchange"]
+        i["scheme_fee_fen"] -= t["issuer_fee"]
+        i["net_fen"] += -t["sales"] + t["credits"] + t["interchange"] - t["issuer_fee"]
+        cycle["fee_income_fen"] = cycle.get("fee_income_fen", 0) + t["acquirer_fee"] + t["issuer_fee"]
+    for row, letter in zip(items, decisions_text):
+        if letter in REJECTED:
+            effects.append(Trace(row["lifecycle"], "presentment rejected", {"reason": REJECTED[letter], "pan": mask_pan(row["pan"])}))
+    switch.items = deferred
+    return effects + forwarded + [
+        Trace("", "presentments cleared", {"day": day, "items": len(items), "deferred": len(deferred), "issuers": sorted(outputs)}),
+    ]
+
+
+def forward_again(switch: "Switch", record: dict[str, Any], stored: dict[str, dict[str, Any]]) -> list[Effect]:
+    """The issuers' files of a closed cycle, written again after a restart (they may have been
+    committed and never written; an issuer ignores a file it has posted)."""
+    rows = [stored[k] for k in record.get("cleared_items", []) if k in stored]
+    if len(rows) != len(record.get("decisions", "")):
+        return []
+    return _forward(switch, rows, record["decisions"], record["day"], record["outputs"])[0]
+
+
+def _decide(switch: "Switch", row: dict[str, Any]) -> str:
+    if row["acquirer_id"] not in switch.config.acquirers:
+        return REJECT_LETTER["unknown acquirer"]
+    if switch.route(row["pan"]) is None:
+        return REJECT_LETTER["no issuer for the card's BIN"]
+    kind = row["kind"]
+    if kind == "credit":
+        return DECISION[MANUAL_CREDIT]
+    if kind not in ("sale", "refund"):
+        return REJECT_LETTER["unknown kind"]
+    auth = switch.auth_log.get(row["host_key"])
+    if auth is None or auth["kind"] != kind:
+        return DECISION[NO_AUTHORIZATION]
+    if kind == "sale" and auth.get("presented"):
+        return REJECT_LETTER["duplicate presentment"]
+    if auth["status"] != "approved":
+        return DECISION[REVERSED]
+    if row["amount_fen"] > auth["amount_fen"]:
+        return DECISION[AMOUNT_DIFFERS]
+    return DECISION[MATCHED]
+
+
+def _forward(switch: "Switch", rows, decisions: str, day: str, outputs: dict[str, str]):
+    """The issuers' clearing files of one presentment file, and its totals per (acquirer, issuer)."""
+    rates = switch.config.rates
+    per_issuer: dict[str, list[dict[str, Any]]] = {}
+    totals: dict[tuple[str, str], dict[str, int]] = {}
+    for row, letter in zip(rows, decisions):
+        if letter not in MATCH_OF:
+            continue
+        issuer = switch.route(row["pan"])
+        route = switch.config.issuers[issuer]
+        sale = row["kind"] == "sale"
+        amount = row["amount_fen"]
+        item = dict(
+            row,
+            issuer=route.institution_id,
+            match=MATCH_OF[letter],
+            interchange_fen=rates.interchange.of(amount) if sale else 0,
+            acquirer_fee_fen=rates.scheme_fee.of(amount) if sale else 0,
+            issuer_fee_fen=rates.scheme_fee.of(amount) if sale else 0,
+            clearing_day=day,
+        )
+        per_issuer.setdefault(issuer, []).append(item)
+        t = totals.setdefault((row["acquirer_id"], route.institution_id), Counter())
+        if sale:
+            t["sales"] += amount
+            t["sales_count"] += 1
+        else:
+            t["credits"] += amount
+            t["credits_count"] += 1
+        t["interchange"] += item["interchange_fen"]
+        t["acquirer_fee"] += item["acquirer_fee_fen"]
+        t["issuer_fee"] += item["issuer_fee_fen"]
+    effects: list[Effect] = [
+        Publish(issuer_box(issuer), outputs[issuer], to_csv(items, CLEARING_FIELDS)) for issuer, items in sorted(per_issuer.items())
+    ]
+    return effects, totals
+
+
+def _book(switch: "Switch", name: str, totals: dict[tuple[str, str], dict[str, int]], now_ms: int) -> list[Effect]:
+    """One linked chain per (acquirer, issuer) of the file, on the members' positions."""
+    transfers: list[Transfer] = []
+    for (acquirer, issuer), t in sorted(totals.items()):
+        a, i = position_account(acquirer), position_account(issuer)
+        net = t["sales"] - t["credits"]
+        legs = [
+            (i, a, net, chart.SETTLEMENT, "amount") if net >= 0 else (a, i, -net, chart.SETTLEMENT, "amount"),
+            (a, i, t["interchange"], chart.FEE, "interchange"),
+            (a, FEE_INCOME_ACCOUNT, t["acquirer_fee"], chart.FEE, "acquirer-fee"),
+            (i, FEE_INCOME_ACCOUNT, t["issuer_fee"], chart.FEE, "issuer-fee"),
+        ]
+        chain = [
+            Transfer(derive_id("clearing", name, acquirer, issuer, what), dr, cr, amount, chart.CNY, code, TransferFlags.LINKED)
+            for dr, cr, amount, code, what in legs
+            if amount > 0
+        ]
+        if chain:
+            last = chain[-1]
+            chain[-1] = Transfer(last.id, last.debit_account_id, last.credit_account_id, last.amount, last.ledger, last.code)
+            transfers += chain
+    if not transfers:
+        return []
+    results = switch.ledger.create_transfers(transfers, now_ms)
+    bad = [r for r in results if r not in (CreateTransferResult.OK, CreateTransferResult.EXISTS)]
+    return [Trace("", "clearing could not be booked", {"file": name, "results": sorted({str(r) for r in bad})})] if bad else []
+
+
+# -- the cut-off ---------------------------------------------------------------------------------
+
+
+def close_cycle(switch: "Switch", cutoff_ms: int, now_ms: int) -> list[Effect]:
+    """Net settlement: every member's position to zero against the settlement account, and the report."""
+    day = clearing_day(cutoff_ms)
+    effects = clear(switch, day, now_ms)
+    cycle = switch.cycle
+    transfers = []
+    positions: dict[str, int] = {}
+    for inst in sorted(cycle["members"]):
+        acct = switch.ledger.account(position_account(inst))
+        balance = acct.credits_posted - acct.debits_posted
+        positions[inst] = balance
+        if balance > 0:
+            transfers.append(Transfer(derive_id("net", day, inst), position_account(inst), SETTLEMENT_ACCOUNT, balance, chart.CNY, chart.SETTLEMENT))
+        elif balance < 0:
+            transfers.append(Transfer(derive_id("net", day, inst), SETTLEMENT_ACCOUNT, position_account(inst), -balance, chart.CNY, chart.SETTLEMENT))
+    if transfers:
+        results = switch.ledger.create_transfers(transfers, now_ms)
+        if any(r not in (CreateTransferResult.OK, CreateTransferResult.EXISTS) for r in results):
+            effects.append(Trace("", "net settlement could not be booked", {"day": day, "results": sorted({str(r) for r in results})}))
+    record = dict(cycle, day=day, closed_ms=now_ms, cutoff_ms=cutoff_ms, positions=positions)
+    record.setdefault("fee_income_fen", 0)
+    switch.cycle = new_cycle([r["item_key"] for r in switch.items])
+    switch.closed_cutoff_ms = cutoff_ms
+    effects += [
+        Put("clearing_days", day, record),
+        Put("clearing_cycle", "open", switch.cycle),
+        Put("state", "cutoff", {"closed_cutoff_ms": cutoff_ms}),
+        *report(switch.config.institution_id, record),
+        Trace("", "clearing cycle closed", {"day": day, "items": record["items"], "positions": positions}),
+    ]
+    return effects
+
+
+REPORT_FIELDS = ("day", "member", "role", "sales_count", "sales_fen", "credits_count", "credits_fen",
+                 "interchange_fen", "scheme_fee_fen", "net_position_fen")
+
+
+def report(switch_id: str, record: dict[str, Any]) -> list[Publish]:
+    """The day's settlement report: a CSV for machines and a text for people. A positive
+    position is paid to the member, a negative one paid by it; with the scheme's fees they sum to zero."""
+    day = record["day"]
+    rows = []
+    for inst, m in sorted(record["members"].items()):
+        rows.append({"day": day, "member": inst, "role": m["role"], "sales_count": m["sales_count"], "sales_fen": m["sales_fen"],
+                     "credits_count": m["credits_count"], "credits_fen": m["credits_fen"], "interchange_fen": m["interchange_fen"],
+                     "scheme_fee_fen": m["scheme_fee_fen"], "net_position_fen": record["positions"].get(inst, m["net_fen"])})
+    fees = record.get("fee_income_fen", 0)
+    rows.append({"day": day, "member": switch_id, "role": "scheme", "sales_count": "", "sales_fen": "", "credits_count": "",
+                 "credits_fen": "", "interchange_fen": "", "scheme_fee_fen": fees, "net_position_fen": fees})
+    total = sum(int(r["net_position_fen"]) for r in rows)
+    csv_text = to_csv(rows, REPORT_FIELDS)
+    lines = [
+        f"posnet scheme settlement report  清算日 {day[:4]}-{day[4:6]}-{day[6:]}",
+        f"cycle closed {timefmt.stamp(record['closed_ms'])} CST; {record['items']} presentments in {len(record['files'])} files,"
+        f" {record['rejected']} rejected",
+        "",
+        f"{'member':<10} {'role':<9} {'sales':>16} {'credits':>16} {'interchange':>13} {'scheme fee':>12} {'net position':>16}",
+    ]
+    for r in rows:
+        sales = f"{r['sales_count']} / {yuan(r['sales_fen'])}" if r["role"] != "scheme" else ""
+        credits = f"{r['credits_count']} / {yuan(r['credits_fen'])}" if r["role"] != "scheme" else ""
+        inter = yuan(r["interchange_fen"]) if r["role"] != "scheme" else ""
+        lines.append(f"{r['member']:<10} {r['role']:<9} {sales:>16} {credits:>16} {inter:>13} {yuan(r['scheme_fee_fen']):>12} {yuan(r['net_position_fen']):>16}")
+    lines += ["", f"sum of net positions: {yuan(total)} (positive: paid to the member; negative: paid by it)"]
+    if record["matches"]:
+        lines.append("matching: " + ", ".join(f"{k} {v}" for k, v in sorted(record["matches"].items())))
+    name = f"settlement_{switch_id}_{day}"
+    return [Publish(REPORTS_BOX, name + ".csv", csv_text), Publish(REPORTS_BOX, name + ".txt", "\n".join(lines) + "\n")]
+
