@@ -213,3 +213,19 @@ def test_every_event_has_its_wording_and_no_release_reads_like_a_charge():
     assert set(sms.EVENTS) == {"hold", "void", "reversal", "expiry", "refund", "void-reversal", "refund-reversal", "posted"}
     for event in ("void", "reversal", "expiry", "refund"):
         assert "消费人民币" not in sms.WORDING[event], event
+
+
+def test_the_simulators_rule_finds_a_money_event_without_its_sms_and_an_sms_without_an_event(signed_on, card):
+    from posnet.sim import sms_rule
+
+    world = signed_on
+    sale = world.command(POS, "sale", card=card, pin=PIN, amount_fen=300)
+    world.command(POS, "void", voucher_no=int(sale.done.result["voucher_no"]))
+    issuer = world.parties[ISSUER].core
+    rows = world.tables(ISSUER)[sms.OUTBOX]
+    assert sms_rule.check(issuer, rows) == []
+    hold = next(r for r in rows.values() if r["event"] == "hold")
+    missing = {k: v for k, v in rows.items() if k != hold["id"]}
+    assert sms_rule.check(issuer, missing) == [f"bank-a: money event {hold['id']} of 622202******0001 has no SMS"]
+    extra = {**rows, "99": {**hold, "id": "99"}}
+    assert sms_rule.check(issuer, extra) == ["bank-a: SMS 99 (hold, 622202******0001) tells of no money event"]

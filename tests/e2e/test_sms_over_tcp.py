@@ -1,0 +1,146 @@
+"""SMS over a real network: each money event reaches the cardholder's phone once, and the SMS
+gateway once per id, while the gateway is down, refusing, and across a crash of the issuer."""
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from cli_helpers import pos, posnet, wait_until
+
+from posnet import config
+from posnet.cli import start_network, stop_network
+from posnet.demo.story import free_ports, write_config
+from posnet.runtime.pos import wait_for_port
+
+pytestmark = pytest.mark.e2e
+
+PAN = "6222020000000001"
+
+
+class Gateway:
+    """An SMS gateway: answers ``status`` to every POST and keeps what it was sent."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.status = 503
+        self.posts: list[tuple[str, dict]] = []  # (Idempotency-Key, body)
+        self.refused = 0
+        self.server: ThreadingHTTPServer | None = None
+
+    def start(self) -> None:
+        gateway = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if gateway.status == 200:
+                    gateway.posts.append((self.headers["Idempotency-Key"], body))
+                else:
+                    gateway.refused += 1
+                self.send_response(gateway.status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        if self.server:
+            self.server.shutdown()
+            self.server.server_close()
+
+
+def sms_json(net, *args):
+    return json.loads(posnet(net, "sms", "--json", *args, check=True).stdout)
+
+
+def run_issuer(path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "posnet", "run", "issuer-bank-a", "--config", str(path)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+@pytest.mark.timeout(180)
+def test_each_money_event_is_one_sms_while_the_gateway_is_down_refusing_and_the_issuer_crashes(tmp_path):
+    (gateway_port,) = free_ports(1)
+    path = write_config(tmp_path)
+    path.write_text(
+        path.read_text(encoding="utf-8")
+        + f'\n[sms]\nwebhook_url = "http://127.0.0.1:{gateway_port}/sms/send"\nretry_first_ms = 50\nretry_cap_ms = 400\ntimeout_ms = 2000\n',
+        encoding="utf-8",
+    )
+    net = config.load(path)
+    gateway = Gateway(gateway_port)
+    procs = start_network(net, str(path), quiet=True)
+    try:
+        # The gateway is down (nothing listens): the phones still get every SMS from the inbox.
+        assert pos(net, "sign-on")["ok"]
+        first = pos(net, "sale", "--amount", "12.34")
+        second = pos(net, "sale", "--amount", "66.66")
+        assert pos(net, "void", "--voucher", str(int(first["result"]["voucher_no"])))["ok"]
+        assert pos(net, "refund", "--ref", second["result"]["reference_no"], "--date", _mmdd(second), "--amount", "20.00")["ok"]
+        cut = posnet(net, "pos", "power-cut", "--at", "sent", "sale", "--amount", "5.00")
+        assert cut.returncode != 0, "the terminal died with the sale on the wire"
+        assert posnet(net, "pos", "power-on", check=True)  # the reversal goes first
+        expected = ["hold", "hold", "void", "refund", "hold", "reversal"]
+        assert wait_until(lambda: [m["event"] for m in sms_json(net)] == expected), sms_json(net)
+        undelivered = sms_json(net, "--outbox")
+        assert sorted(m["event"] for m in undelivered) == sorted(expected)
+        assert all(m["delivered"] == ["inbox"] for m in undelivered), "the webhook has none of them yet"
+
+        # The gateway comes up but refuses (503); meanwhile the issuer is killed and started again.
+        gateway.start()
+        assert wait_until(lambda: gateway.refused >= 2)
+        issuer = procs[0]
+        issuer.send_signal(signal.SIGKILL)
+        issuer.wait()
+        procs[0] = run_issuer(path)
+        ep = net.endpoint("issuer-bank-a")
+        assert wait_for_port(ep.host, ep.port)
+        assert [m["event"] for m in sms_json(net)] == expected, "the restart sent nothing twice to the phones"
+
+        # The gateway takes them: every SMS reaches it, with its id as the idempotency key.
+        gateway.status = 200
+        assert wait_until(lambda: sms_json(net, "--outbox") == []), sms_json(net, "--outbox")
+        inbox = sms_json(net)
+        assert [m["event"] for m in inbox] == expected
+        assert {key for key, _ in gateway.posts} == {m["id"] for m in inbox}
+        assert all(key == body["id"] for key, body in gateway.posts)
+        assert len(gateway.posts) == len(inbox), "each id reached the gateway once, once it answered 200"
+        for key, body in gateway.posts:
+            assert body["phone"] == "13800000001" and body["card"] == "622202******0001"
+            assert PAN not in body["text"] and "尾号0001" in body["text"]
+            assert body["time"].endswith("+08:00")
+        texts = [m["text"] for m in inbox]
+        assert "消费人民币12.34元" in texts[0] and "消费撤销，退回人民币12.34元" in texts[2]
+        assert "退货收入人民币20.00元" in texts[3] and "消费冲正，退回人民币5.00元" in texts[5]
+
+        # The filters and the plain listing.
+        assert sms_json(net, "--card", "6217000000000001") == []
+        assert len(sms_json(net, "--phone", "13800000001")) == len(expected)
+        listing = posnet(net, "sms", check=True).stdout.splitlines()
+        assert len(listing) == len(expected) and "138****0001" in listing[0]
+        bad = posnet(net, "sms", "--card", "12ab")
+        assert bad.returncode == 2 and "13 to 19 digits" in bad.stderr
+    finally:
+        stop_network(procs)
+        gateway.stop()
+
+
+def _mmdd(sale) -> str:
+    """The sale's date as its receipt shows it (the refund names it)."""
+    return sale["receipts"][0].split("日期/时间(DATE/TIME): ")[1][5:10].replace("/", "")
+
+
+def test_a_bad_webhook_url_is_named_when_the_config_is_loaded(tmp_path):
+    path = write_config(tmp_path)
+    path.write_text(path.read_text(encoding="utf-8") + '\n[sms]\nwebhook_url = "ftp://gateway"\n', encoding="utf-8")
+    proc = subprocess.run([sys.executable, "-m", "posnet", "sms", "--config", str(path)], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "webhook_url is an http:// or https:// URL" in proc.stderr
