@@ -349,12 +349,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--base-port", type=int, default=0)
     sp.set_defaults(fn=cmd_demo)
 
-    from .runtime import chaos, clock, notifier
+    from .runtime import chaos, clearing_io, clock, notifier
     from .sim import cli as sim_cli
 
     chaos.register_cli(sub)
     notifier.register_cli(sub, with_config)  # posnet sms
     clock.register_cli(sub, with_config)  # posnet clock show | advance 48h
+    clearing_io.register_cli(sub, with_config)  # posnet clearing report | status
     sim_cli.register_cli(sub)
     return p
 

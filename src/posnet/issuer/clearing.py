@@ -67,7 +67,9 @@ def post_file(issuer: "Issuer", name: str, text: str, now_ms: int) -> list[Effec
         return [Put("clearing_files_in", name, rec), Trace("", "clearing file rejected", {"file": name, "error": str(e)})]
     # Holds whose time is up are released first, so a late presentment meets them as they stand.
     effects: list[Effect] = issuer.expire_due(now_ms)
-    day = rows[0]["clearing_day"] if rows else clearing_day(issuer.cutoff_ms)
+    # Reconciled in the issuer's own open day: normally the switch's clearing day of the file, the
+    # next one when the file comes after the issuer has reconciled that day.
+    day = clearing_day(issuer.cutoff_ms)
     recon = issuer.recon.setdefault(day, new_day(day))
     recon["files"].append(name)
     touched: dict[str, dict[str, Any]] = {}

@@ -21,6 +21,7 @@ from ..effects import (
     Close,
     LinkDown,
     LinkUp,
+    Publish,
     Received,
     Send,
     SetTimer,
@@ -90,6 +91,7 @@ class PartyNode:
     ):
         self.name = name
         self.clock = clock or NetworkClock()
+        self.publish = None  # writes a Publish effect (runtime/clearing_io.py), set by the party's opener
         self.core = core
         self.store = store
         self.listen = listen
@@ -237,6 +239,11 @@ class PartyNode:
                     conn.transport.close()
             elif isinstance(e, Trace):
                 self._trace(e)
+            elif isinstance(e, Publish):
+                if self.publish is None:
+                    self._trace(Trace("", "no clearing folder: file not written", {"box": e.box, "file": e.name}))
+                else:
+                    self.publish(e)
         if self._trace_file is not None:
             self._trace_file.flush()  # once a group: the trace of what was just said
 

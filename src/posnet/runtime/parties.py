@@ -10,6 +10,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
+from .. import clearing_files
 from .. import config as cfg
 from ..acquirer.core import Acquirer
 from ..issuer.core import Issuer
@@ -17,6 +18,7 @@ from ..security import SecurityModule
 from ..switch.core import Switch
 from ..issuer.sms import OUTBOX
 from . import chaos, control, notifier
+from .clearing_io import ClearingBoxes
 from .clock import NetworkClock
 from .node import LinkSpec, PartyNode
 from .store import PartyStore
@@ -57,6 +59,15 @@ def party_schema(net: cfg.Network, party: str) -> str:
     return f"{prefix}_{party.replace('-', '_')}"
 
 
+def clearing_box_of(net: cfg.Network, party: str) -> str | None:
+    """The box of clearing files a party reads (posnet.clearing_files)."""
+    if party == "switch":
+        return clearing_files.SWITCH_BOX
+    if party.startswith("issuer-"):
+        return clearing_files.issuer_box(party[len("issuer-") :])
+    return None
+
+
 def open_party(net: cfg.Network, party: str) -> tuple[PartyNode, list[Any]]:
     d = party_dir(net, party)
     hsm = security_module(d)
@@ -95,8 +106,12 @@ async def serve(net: cfg.Network, party: str, ready: "asyncio.Event | None" = No
     # scanning it again and again (millions of ledger objects at scale).
     gc.collect()
     gc.freeze()
+    boxes = ClearingBoxes(net.clearing_dir)
+    node.publish = boxes.publish
     await node.start(restore)
     operator = await control.serve(node, party_dir(net, party))  # operator commands (posnet acquirer …)
+    inbox = clearing_box_of(net, party)
+    watcher = asyncio.create_task(boxes.watch(node, inbox)) if inbox else None
     log.info("%s listening on %s:%d", party, *node.listen)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -105,6 +120,8 @@ async def serve(net: cfg.Network, party: str, ready: "asyncio.Event | None" = No
     if ready:
         ready.set()
     await stop.wait()
+    if watcher:
+        watcher.cancel()
     operator.close()
     control.socket_path(party_dir(net, party)).unlink(missing_ok=True)
     await node.stop()
