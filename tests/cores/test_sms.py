@@ -35,7 +35,7 @@ def test_a_sale_tells_the_cardholder_card_tail_amount_merchant_time_and_balance(
     sale = world.command(POS, "sale", card=card, pin=PIN, amount_fen=1234)
     assert sale.done.ok
     (msg,) = outbox(world)
-    assert msg["text"] == f"【bank-a】您尾号0001的卡于11月24日10:00在{MERCHANT}消费人民币12.34元，可用余额9987.66元。"
+    assert msg["text"] == f"【甲银行】您尾号0001的卡于11月24日10:00在{MERCHANT}消费人民币12.34元，可用余额9987.66元。"
     assert card.pan not in msg["text"] and "622202" not in msg["text"], "the card shows only as 尾号 + last four"
     assert msg["phone"] == "13800000001" and msg["card"] == "622202******0001"
     (auth,) = [a for a in world.parties[ISSUER].core.auths.values() if a["kind"] == "sale"]
@@ -71,8 +71,8 @@ def test_void_refund_and_their_wording(signed_on, card):
     assert world.command(POS, "refund", card=card, pin=None, reference_no=ref, date_mmdd="1124", amount_fen=2000).done.ok
     texts = [r["text"] for r in outbox(world)]
     assert events(world) == ["hold", "void", "hold", "refund"]
-    assert texts[1] == f"【bank-a】您尾号0001的卡于11月24日10:00在{MERCHANT}消费撤销，退回人民币88.00元，可用余额10000.00元。"
-    assert texts[3] == f"【bank-a】您尾号0001的卡于11月24日10:00在{MERCHANT}退货收入人民币20.00元，可用余额9953.34元。"
+    assert texts[1] == f"【甲银行】您尾号0001的卡于11月24日10:00在{MERCHANT}消费撤销，退回人民币88.00元，可用余额10000.00元。"
+    assert texts[3] == f"【甲银行】您尾号0001的卡于11月24日10:00在{MERCHANT}退货收入人民币20.00元，可用余额9953.34元。"
 
 
 def test_a_retransmitted_request_moves_money_once_and_sends_one_sms(signed_on, card):
@@ -98,7 +98,7 @@ def test_a_reversal_repeated_until_acknowledged_releases_once_and_tells_once(sig
     world.advance(120_000)
     assert world.parties["switch"].core.saf["bank-a"].items == {}
     assert events(world) == ["hold", "reversal"]
-    assert outbox(world)[1]["text"] == f"【bank-a】您尾号0001的卡于11月24日10:00在{MERCHANT}消费冲正，退回人民币12.34元，可用余额10000.00元。"
+    assert outbox(world)[1]["text"] == f"【甲银行】您尾号0001的卡于11月24日10:00在{MERCHANT}消费冲正，退回人民币12.34元，可用余额10000.00元。"
 
 
 def test_a_reversed_void_holds_the_money_again_and_says_so(signed_on, card):
@@ -132,7 +132,7 @@ def test_a_hold_nobody_claims_is_released_at_expiry_with_its_sms(signed_on, card
     assert events(world) == ["hold", "expiry"]
     hold, expiry = outbox(world)
     assert expiry["text"] == (
-        f"【bank-a】您尾号0001的卡11月24日10:00在{MERCHANT}消费冻结的人民币12.34元，因商户未请款已于11月26日10:00解冻，可用余额10000.00元。"
+        f"【甲银行】您尾号0001的卡11月24日10:00在{MERCHANT}消费冻结的人民币12.34元，因商户未请款已于11月26日10:00解冻，可用余额10000.00元。"
     )
     assert expiry["id"] == str(sms.expiry_event_id(int(hold["id"])))
     world.advance(48 * 3600_000)
@@ -191,7 +191,7 @@ def test_posted_is_told_only_when_the_bank_says_so(world):
     assert sms.posted(issuer.config, auth, card, 1234, 42, later, 998766) is None
     put = sms.posted(replace(issuer.config, sms_on_post=True), auth, card, 1234, 42, later, 998766)
     assert put.key == "42"
-    assert put.value["text"] == f"【bank-a】您尾号0001的卡11月24日10:00在{MERCHANT}消费人民币12.34元已于11月25日01:00入账，可用余额9987.66元。"
+    assert put.value["text"] == f"【甲银行】您尾号0001的卡11月24日10:00在{MERCHANT}消费人民币12.34元已于11月25日01:00入账，可用余额9987.66元。"
 
 
 @pytest.mark.parametrize(

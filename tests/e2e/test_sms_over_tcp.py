@@ -144,3 +144,26 @@ def test_a_bad_webhook_url_is_named_when_the_config_is_loaded(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "posnet", "sms", "--config", str(path)], capture_output=True, text=True)
     assert proc.returncode == 2
     assert "webhook_url is an http:// or https:// URL" in proc.stderr
+
+
+def test_the_sms_doc_runs_as_written(network):
+    """docs/sms.md's `posnet sms` walkthrough on a fresh demo network; only the times differ."""
+    import re
+    import shlex
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "sms.md").read_text(encoding="utf-8")
+    (block,) = re.findall(r"```console\n(.*?)```", doc, re.S)
+    times = re.compile(r"\d{4}/\d\d/\d\d \d\d:\d\d:\d\d|\d{1,2}月\d{1,2}日\d\d:\d\d")
+    lines = block.splitlines()
+    for n, line in enumerate(lines):
+        if not line.startswith("$ "):
+            continue
+        expected = []
+        for out in lines[n + 1 :]:
+            if out.startswith("$ "):
+                break
+            expected.append(out)
+        proc = posnet(network, *shlex.split(line[2:])[1:], check=True)
+        if line.startswith("$ posnet sms"):
+            assert times.sub("T", proc.stdout).splitlines() == [times.sub("T", e) for e in expected], line
