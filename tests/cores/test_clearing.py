@@ -1,0 +1,167 @@
+"""Clearing in one process: presentment, the switch's cut-off and net positions, the issuers' posting."""
+
+import csv
+import io
+
+from posnet import clearing_files
+from posnet.acquirer.settlement import MERCHANT_ACCOUNT_BASE
+from posnet.clearing_files import CLEARING_FIELDS, CLEARING_FILE, PRESENTMENT_FIELDS, ClearingRates, FeeRate, to_csv
+from posnet.effects import Command
+from posnet.issuer.accounts import INTERCHANGE_INCOME_ACCOUNT, SUSPENSE_ACCOUNT
+from posnet.ledger import chart
+
+POS = "pos-10000001"
+PIN = "123456"
+PAN = "6222020000000001"
+HOUR_MS = 3_600_000
+# 2026-11-24 10:00 CST; the cut-off is at 23:00 and the issuers reconcile at midnight.
+PAST_RECONCILIATION_MS = 15 * HOUR_MS
+
+
+def available(world, pan=PAN):
+    return world.parties["issuer-bank-a"].core.balance_of_card(pan)
+
+
+def report_rows(world, name):
+    return list(csv.DictReader(io.StringIO(world.boxes["reports"][name])))
+
+
+def test_a_day_of_trade_is_cleared_every_hold_posted_and_the_positions_sum_to_zero(world, card):
+    start = available(world)
+    world.command(POS, "sign-on")
+    s1 = world.command(POS, "sale", card=card, pin=PIN, amount_fen=10_000).done.result
+    world.command(POS, "sale", card=card, pin=PIN, amount_fen=5_000)
+    world.command(POS, "void", voucher_no=int(s1["voucher_no"]))
+    s3 = world.command(POS, "sale", card=card, pin=PIN, amount_fen=200_000).done.result
+    world.command(POS, "refund", card=card, reference_no=s3["reference_no"], date_mmdd="1124", amount_fen=2_000)
+    world.cut.add(("acquirer", f"conn:{POS}"))  # one sale's approval never reaches the terminal
+    world.command(POS, "sale", card=card, pin=PIN, amount_fen=7_700)
+    world.advance(60_000)
+    world.cut.clear()
+    assert world.command(POS, "settle").done.ok  # the owed reversal goes first, then the batch balances
+    assert available(world) == start - 5_000 - 200_000 + 2_000, "held: the two standing sales, less the refund"
+
+    world.advance(PAST_RECONCILIATION_MS)
+
+    issuer = world.parties["issuer-bank-a"].core
+    sales = {a["rrn"]: a for a in issuer.auths.values() if a["kind"] == "sale"}
+    assert sorted(a["status"] for a in sales.values()) == ["posted", "posted", "reversed", "voided"]
+    assert available(world) == start - 5_000 - 200_000 + 2_000, "posting takes what the holds reserved, no more"
+    assert issuer.ledger.account(issuer.config.cards[PAN].account_id).debits_pending == 0
+
+    # The switch: interchange 0.35% (capped at 13.00) and the scheme's 0.0325% a side (capped at 3.25).
+    rows = {r["member"]: r for r in report_rows(world, "settlement_00010000_20261124.csv")}
+    assert sum(int(r["net_position_fen"]) for r in rows.values()) == 0
+    interchange = 18 + 700  # 5,000 and 200,000 fen
+    fees = 2 + 65
+    assert rows["48020000"]["net_position_fen"] == str(205_000 - 2_000 - interchange - fees)
+    assert rows["01020000"]["net_position_fen"] == str(-205_000 + 2_000 + interchange - fees)
+    assert rows["00010000"]["net_position_fen"] == str(2 * fees)
+    switch = world.parties["switch"].core
+    switch.ledger.check_invariants()
+    positions = [a for a in switch.ledger.accounts() if a.code == chart.SWITCH_MEMBER_POSITION]
+    assert positions and all(a.credits_posted == a.debits_posted for a in positions), "every position settled to zero"
+
+    # The issuer: its reconciliation of the day, and its interchange earned net of the scheme's fee.
+    recon = report_rows(world, "reconciliation_bank-a_20261124.csv")
+    summary = {r["detail"].split(":")[0]: r for r in recon if r["section"] == "summary"}
+    assert summary["matched"]["detail"] == "matched: 2" and summary["matched"]["amount_fen"] == "205000"
+    assert summary["refunds_matched"]["detail"] == "refunds_matched: 1"
+    lost = next(rrn for rrn, a in sales.items() if a["status"] == "reversed")  # the sale whose approval was lost
+    assert sorted((r["lifecycle"], r["detail"]) for r in recon if r["section"] == "released") == sorted(
+        [(s1["reference_no"], "voided"), (lost, "reversed")])
+    assert not [r for r in recon if r["section"] == "exception"]
+    assert issuer.ledger.account(INTERCHANGE_INCOME_ACCOUNT).credits_posted == interchange - fees
+    issuer.ledger.check_invariants()
+    text = world.boxes["reports"]["reconciliation_bank-a_20261124.txt"]
+    assert "matched and posted          2         2050.00" in text and "6222020000000001" not in text
+
+    # The merchant was credited once, at settlement.
+    merchant = world.parties["acquirer"].core.ledger.account(MERCHANT_ACCOUNT_BASE)
+    assert merchant.credits_posted - merchant.debits_posted == 205_000 - 2_000 - 1_230
+
+
+def present(world, rows, name="P48020000_20261124_900001.csv"):
+    """An acquirer's presentment file, as if the acquirer had published it."""
+    full = [dict({f: "" for f in PRESENTMENT_FIELDS}, currency="156", acquirer_id="48020000", **r) for r in rows]
+    world.boxes.setdefault(clearing_files.SWITCH_BOX, {})[name] = to_csv(full, PRESENTMENT_FIELDS)
+    world._deliver_file(clearing_files.SWITCH_BOX, name)
+    world.run()
+
+
+def test_a_smaller_presentment_posts_that_much_and_releases_the_rest(world, card):
+    world.command(POS, "sign-on")
+    sale = world.command(POS, "sale", card=card, pin=PIN, amount_fen=10_000).done.result
+    start = available(world)
+    switch = world.parties["switch"].core
+    host_key, entry = next((k, e) for k, e in switch.auth_log.items() if e["lifecycle"] == sale["reference_no"])
+    present(world, [{"lifecycle": sale["reference_no"], "kind": "sale", "pan": PAN, "amount_fen": 6_000, "host_key": host_key}])
+    world.advance(PAST_RECONCILIATION_MS)
+    assert available(world) == start + 4_000, "the 40.00 not presented is released"
+    recon = report_rows(world, "reconciliation_bank-a_20261124.csv")
+    assert [(r["section"], r["amount_fen"]) for r in recon if r["section"] == "difference"] == [("difference", "-4000")]
+
+
+def test_a_presentment_with_no_hold_is_force_posted_and_listed_as_an_exception(world):
+    start = available(world)
+    present(world, [
+        {"lifecycle": "000000009999", "kind": "sale", "pan": PAN, "amount_fen": 1_500, "host_key": "48020000:1124000000:999999"},
+        {"lifecycle": "000000009998", "kind": "sale", "pan": "6222020000000001", "amount_fen": 1_500, "host_key": "48020000:1124000000:999999"},
+        {"lifecycle": "000000009997", "kind": "sale", "pan": "9999990000000001", "amount_fen": 100, "host_key": ""},
+    ])
+    world.advance(PAST_RECONCILIATION_MS)
+    assert available(world) == start - 3_000, "posted without a hold: the issuer owes the scheme for it all the same"
+    recon = report_rows(world, "reconciliation_bank-a_20261124.csv")
+    exceptions = [(r["lifecycle"], r["detail"]) for r in recon if r["section"] == "exception"]
+    assert exceptions == [("000000009999", "no authorization; force-posted"), ("000000009998", "no authorization; force-posted")]
+    settlement = report_rows(world, "settlement_00010000_20261124.csv")
+    assert sum(int(r["net_position_fen"]) for r in settlement) == 0
+    text = world.boxes["reports"]["settlement_00010000_20261124.txt"]
+    assert "no-authorization 2" in text and "no issuer for the card's BIN 1" in text
+
+
+def test_a_file_seen_again_is_ignored_and_a_malformed_one_is_rejected_without_moving_money(world):
+    start = available(world)
+    row = {"lifecycle": "000000009999", "kind": "sale", "pan": PAN, "amount_fen": 1_500, "host_key": "x"}
+    present(world, [row])
+    present(world, [row])  # the same file again (a sender republishing after a restart)
+    world.boxes[clearing_files.SWITCH_BOX]["bad.csv"] = "lifecycle,kind\n1,sale\n"
+    world._deliver_file(clearing_files.SWITCH_BOX, "bad.csv")
+    world.run()
+    switch = world.parties["switch"].core
+    assert switch.files_in["bad.csv"]["status"] == "rejected" and "header" in switch.files_in["bad.csv"]["error"]
+    world.advance(PAST_RECONCILIATION_MS)
+    assert available(world) == start - 1_500, "posted once"
+
+
+def test_the_issuer_rejects_a_clearing_file_with_a_bad_amount():
+    good = {f: "" for f in CLEARING_FIELDS} | {"amount_fen": "12", "interchange_fen": "0", "acquirer_fee_fen": "0", "issuer_fee_fen": "0"}
+    text = to_csv([good, dict(good, amount_fen="1e3")], CLEARING_FIELDS)
+    try:
+        clearing_files.from_csv(text, CLEARING_FIELDS)
+    except clearing_files.ClearingFileError as e:
+        assert "line 3" in str(e) and "amount_fen" in str(e)
+    else:
+        raise AssertionError("a bad amount must be refused")
+
+
+def test_fees_round_half_up_and_stop_at_their_cap():
+    rates = ClearingRates()
+    assert rates.interchange.of(10_000) == 35 and rates.interchange.of(1_000_000) == 1_300
+    assert rates.scheme_fee.of(5_000) == 2 and rates.scheme_fee.of(100_000_000) == 325
+    assert FeeRate(5_000).of(100) == 1 and FeeRate(5_000).of(99) == 0  # 0.495 fen rounds to 0, 0.5 to 1
+    assert clearing_files.parse_rate("0.0325%") == 325
+
+
+def test_a_restarted_switch_clears_what_it_received_before_the_crash(world, card):
+    world.command(POS, "sign-on")
+    world.command(POS, "sale", card=card, pin=PIN, amount_fen=3_000)
+    assert world.command(POS, "settle").done.ok
+    world.crash("switch")
+    world.restart("switch")
+    world.advance(PAST_RECONCILIATION_MS)
+    issuer = world.parties["issuer-bank-a"].core
+    assert [a["status"] for a in issuer.auths.values() if a["kind"] == "sale"] == ["posted"]
+    assert issuer.ledger.account(SUSPENSE_ACCOUNT).credits_posted == 0
+    assert world.parties["issuer-bank-a"].core.files_in, "the issuer got its clearing file"
+    assert Command(CLEARING_FILE).name == "clearing-file"
