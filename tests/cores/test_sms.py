@@ -101,28 +101,27 @@ def test_a_reversal_repeated_until_acknowledged_releases_once_and_tells_once(sig
     assert outbox(world)[1]["text"] == f"【甲银行】您尾号0001的卡于11月24日10:00在{MERCHANT}消费冲正，退回人民币12.34元，可用余额10000.00元。"
 
 
-def test_a_reversed_void_holds_the_money_again_and_says_so(signed_on, card):
+@pytest.mark.parametrize(
+    ("function", "told", "last_text"),
+    [
+        ("void", ["hold", "void", "void-reversal"], "消费撤销被冲正，原消费人民币50.00元恢复扣款，可用余额9950.00元。"),
+        ("refund", ["hold", "refund", "refund-reversal"], "退货冲正，支出人民币20.00元，可用余额9950.00元。"),
+    ],
+)
+def test_a_void_or_refund_whose_answer_is_lost_is_reversed_and_the_cardholder_told(signed_on, card, function, told, last_text):
     world = signed_on
     sale = world.command(POS, "sale", card=card, pin=PIN, amount_fen=5000)
-    world.cut.add((ISSUER, "switch"))  # the void is done at the issuer; its answer is lost
-    world.command(POS, "void", voucher_no=int(sale.done.result["voucher_no"]))
+    world.cut.add((ISSUER, "switch"))  # done at the issuer; its answer is lost, so the switch reverses it
+    if function == "void":
+        args = {"voucher_no": int(sale.done.result["voucher_no"])}
+    else:
+        args = {"card": card, "reference_no": sale.done.result["reference_no"], "date_mmdd": "1124", "amount_fen": 2000}
+    world.command(POS, function, **args)
     world.advance(10_000)
     world.cut.clear()
     world.advance(120_000)
-    assert events(world) == ["hold", "void", "void-reversal"]
-    assert outbox(world)[2]["text"].endswith("消费撤销被冲正，原消费人民币50.00元恢复扣款，可用余额9950.00元。")
-
-
-def test_a_reversed_refund_takes_the_credit_back_and_says_so(signed_on, card):
-    world = signed_on
-    sale = world.command(POS, "sale", card=card, pin=PIN, amount_fen=5000)
-    world.cut.add((ISSUER, "switch"))
-    world.command(POS, "refund", card=card, reference_no=sale.done.result["reference_no"], date_mmdd="1124", amount_fen=2000)
-    world.advance(10_000)
-    world.cut.clear()
-    world.advance(120_000)
-    assert events(world) == ["hold", "refund", "refund-reversal"]
-    assert outbox(world)[2]["text"].endswith("退货冲正，支出人民币20.00元，可用余额9950.00元。")
+    assert events(world) == told
+    assert outbox(world)[2]["text"].endswith(last_text)
 
 
 def test_a_hold_nobody_claims_is_released_at_expiry_with_its_sms(signed_on, card):

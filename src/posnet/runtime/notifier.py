@@ -172,9 +172,6 @@ class Notifier:
                 for q in self._queues.values():
                     q.pop(r.key, None)
 
-    def pending(self) -> dict[str, int]:
-        return {c: len(q) for c, q in self._queues.items()}
-
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._run(c), name=f"sms-{c}") for c in self.channels]
 
@@ -193,12 +190,15 @@ class Notifier:
                 self._wake[channel].clear()
                 await self._wake[channel].wait()
                 continue
-            if channel == INBOX:
-                batch = list(islice(queue.values(), INBOX_BATCH_MAX))
-                done = await asyncio.get_running_loop().run_in_executor(self._writer, self.inbox.deliver, batch)
-            else:
-                batch = list(islice(queue.values(), WEBHOOK_IN_FLIGHT_MAX))
-                done = await self._to_webhook(batch)
+            batch = list(islice(queue.values(), INBOX_BATCH_MAX if channel == INBOX else WEBHOOK_IN_FLIGHT_MAX))
+            try:
+                if channel == INBOX:
+                    done = await asyncio.get_running_loop().run_in_executor(self._writer, self.inbox.deliver, batch)
+                else:
+                    done = await self._to_webhook(batch)
+            except Exception:  # a bug here must not stop the SMS: the batch is tried again later
+                log.exception("SMS %s: delivery failed", channel)
+                done = []
             for key in done:
                 queue.pop(key, None)
             if done:
@@ -219,7 +219,7 @@ class Notifier:
                 status = await post_json(
                     self.settings.webhook_url, webhook_payload(row), {"Idempotency-Key": row["id"]}, self.settings.timeout_ms / 1000
                 )
-            except (OSError, asyncio.TimeoutError, ValueError) as e:
+            except Exception as e:  # down, refusing, slow, or not speaking HTTP: all are tried again
                 reason = f"{type(e).__name__}: {e}"
             else:
                 if 200 <= status < 300:
