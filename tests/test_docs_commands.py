@@ -16,7 +16,7 @@ def sh_commands(name: str) -> list[str]:
     return [ln.split("#")[0].strip() for b in blocks for ln in b.splitlines() if ln.strip().startswith("posnet ")]
 
 
-@pytest.mark.parametrize("doc", ["settlement.md", "simulation.md"])
+@pytest.mark.parametrize("doc", ["settlement.md", "simulation.md", "clearing.md"])
 def test_every_command_in_the_doc_parses(doc):
     from posnet.cli import build_parser
 
