@@ -20,6 +20,7 @@ import csv
 import io
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
+from operator import itemgetter
 from typing import Any, Iterable
 
 from . import timefmt
@@ -62,7 +63,15 @@ def to_csv(rows: Iterable[dict[str, Any]], fields: tuple[str, ...]) -> str:
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\n")
     w.writerow(fields)
-    w.writerows([r.get(f, "") for f in fields] for r in rows)
+    every = itemgetter(*fields)  # C, for the rows that have every field (all of ours); "" for a missing one
+
+    def values(r: dict[str, Any]):
+        try:
+            return every(r)
+        except KeyError:
+            return [r.get(f, "") for f in fields]
+
+    w.writerows(map(values, rows) if len(fields) > 1 else ([r.get(f, "") for f in fields] for r in rows))
     return out.getvalue()
 
 
@@ -73,18 +82,21 @@ def from_csv(text: str, fields: tuple[str, ...]) -> list[dict[str, Any]]:
     if header is None or tuple(header[: len(fields)]) != fields:
         raise ClearingFileError(f"header is not {','.join(fields)}")
     rows = []
-    n = len(fields)
+    width = len(header)
+    ints = tuple(INT_FIELDS.intersection(fields))
     for line_no, values in enumerate(reader, start=2):
-        if len(values) != len(header):
-            raise ClearingFileError(f"line {line_no}: {len(values)} values, the header has {len(header)}")
-        row: dict[str, Any] = dict(zip(fields, values[:n]))
-        for f in INT_FIELDS.intersection(fields):
+        if len(values) != width:
+            raise ClearingFileError(f"line {line_no}: {len(values)} values, the header has {width}")
+        row: dict[str, Any] = dict(zip(fields, values))  # zip stops at the known fields: later columns are left out
+        for f in ints:
+            value = row[f]
             try:
-                row[f] = int(row[f])
+                fen = int(value)
             except ValueError:
-                raise ClearingFileError(f"line {line_no}: {f} {row[f]!r} is not a number of fen") from None
-            if row[f] < 0:
+                raise ClearingFileError(f"line {line_no}: {f} {value!r} is not a number of fen") from None
+            if fen < 0:
                 raise ClearingFileError(f"line {line_no}: {f} is negative")
+            row[f] = fen
         rows.append(row)
     return rows
 

@@ -114,15 +114,17 @@ def _sale(issuer: "Issuer", row, recon, touched, effects: list[Effect], now_ms: 
     status = auth.get("status") if auth else None
     if status == "held":
         held = auth["amount_fen"]
-        post = Transfer(derive_id("post", key), 0, 0, min(amount, held), 0, 0, TransferFlags.POST_PENDING, pending_id=auth["hold_id"])
+        posted = min(amount, held)
+        post = Transfer(derive_id("post", key), 0, 0, posted, 0, 0, TransferFlags.POST_PENDING, pending_id=auth["hold_id"])
         (result,) = issuer.ledger.create_transfers([post], now_ms)
         if result in OK:
-            auth.update(status="posted", posted_fen=min(amount, held), presented_in=row["source_file"])
+            auth.update(status="posted", posted_fen=posted, presented_in=row["source_file"])
             touched[key] = auth
             recon["matched_count"] += 1
             recon["matched_fen"] += amount
-            recon["posted_fen"] += min(amount, held)
-            effects += issuer.notify_posted(auth, min(amount, held), post.id, now_ms)
+            recon["posted_fen"] += posted
+            if issuer.config.sms_on_post:  # its only SMS; unasked, the card's balance it reads is not looked up
+                effects += issuer.notify_posted(auth, posted, post.id, now_ms)
             if amount < held:
                 recon["differences"].append({"lifecycle": row["lifecycle"], "pan": mask_pan(row["pan"]), "held_fen": held,
                                              "presented_fen": amount, "released_fen": held - amount})

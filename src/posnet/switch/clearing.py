@@ -119,17 +119,20 @@ def clear(switch: "Switch", day: str, now_ms: int) -> list[Effect]:
     cycle, so the issuer hears of the reversal first."""
     effects: list[Effect] = []
     owed = {name: set(saf.items) for name, saf in switch.saf.items()}
-    items, deferred = [], []
+    items, deferred, routes = [], [], []  # routes: each item's issuer, looked up once
     for row in switch.items:
         issuer = switch.route(row["pan"])
         auth = switch.auth_log.get(row["host_key"])
-        if issuer is not None and auth is not None and owed[issuer] & {row["host_key"], auth.get("void_key", "")}:
-            deferred.append(row)
-        else:
-            items.append(row)
+        if issuer is not None and auth is not None:
+            waiting = owed[issuer]
+            if waiting and (row["host_key"] in waiting or auth.get("void_key", "") in waiting):
+                deferred.append(row)
+                continue
+        items.append(row)
+        routes.append(issuer)
     decisions = []
-    for row in items:
-        letter = _decide(switch, row)
+    for row, issuer in zip(items, routes):
+        letter = _decide(switch, row, issuer)
         decisions.append(letter)
         if letter in MATCH_OF and row["kind"] == "sale":
             auth = switch.auth_log.get(row["host_key"])
@@ -139,9 +142,9 @@ def clear(switch: "Switch", day: str, now_ms: int) -> list[Effect]:
     decisions_text = "".join(decisions)
     outputs = {
         issuer: f"C{switch.config.institution_id}_{issuer}_{day}_{switch.next_file_no():06d}.csv"
-        for issuer in sorted({switch.route(r["pan"]) for r, d in zip(items, decisions_text) if d in MATCH_OF})
+        for issuer in sorted({i for i, d in zip(routes, decisions_text) if d in MATCH_OF})
     }
-    forwarded, totals = _forward(switch, items, decisions_text, day, outputs)
+    forwarded, totals = _forward(switch, items, decisions_text, day, outputs, routes)
     effects += _book(switch, day, totals, now_ms)
     cycle = switch.cycle
     cycle["items"] = len(items)
@@ -187,10 +190,11 @@ def forward_again(switch: "Switch", record: dict[str, Any], stored: dict[str, di
     return _forward(switch, rows, record["decisions"], record["day"], record["outputs"])[0]
 
 
-def _decide(switch: "Switch", row: dict[str, Any]) -> str:
+def _decide(switch: "Switch", row: dict[str, Any], issuer: str | None) -> str:
+    """``issuer``: the item's by its BIN (``switch.route``)."""
     if row["acquirer_id"] not in switch.config.acquirers:
         return REJECT_LETTER["unknown acquirer"]
-    if switch.route(row["pan"]) is None:
+    if issuer is None:
         return REJECT_LETTER["no issuer for the card's BIN"]
     kind = row["kind"]
     if kind == "credit":
@@ -209,29 +213,35 @@ def _decide(switch: "Switch", row: dict[str, Any]) -> str:
     return DECISION[MATCHED]
 
 
-def _forward(switch: "Switch", rows, decisions: str, day: str, outputs: dict[str, str]):
-    """The issuers' clearing files of one presentment file, and its totals per (acquirer, issuer)."""
+def _forward(switch: "Switch", rows, decisions: str, day: str, outputs: dict[str, str], routes: list[str | None] | None = None):
+    """The issuers' clearing files of one presentment file, and its totals per (acquirer, issuer).
+    ``routes``: each row's issuer, when the caller has looked them up."""
     rates = switch.config.rates
     per_issuer: dict[str, list[dict[str, Any]]] = {}
     totals: dict[tuple[str, str], dict[str, int]] = {}
-    for row, letter in zip(rows, decisions):
+    if routes is None:
+        routes = [switch.route(row["pan"]) for row in rows]
+    for row, letter, issuer in zip(rows, decisions, routes):
         if letter not in MATCH_OF:
             continue
-        issuer = switch.route(row["pan"])
         route = switch.config.issuers[issuer]
         sale = row["kind"] == "sale"
         amount = row["amount_fen"]
+        scheme_fee = rates.scheme_fee.of(amount) if sale else 0  # taken from each side alike
         item = dict(
             row,
             issuer=route.institution_id,
             match=MATCH_OF[letter],
             interchange_fen=rates.interchange.of(amount) if sale else 0,
-            acquirer_fee_fen=rates.scheme_fee.of(amount) if sale else 0,
-            issuer_fee_fen=rates.scheme_fee.of(amount) if sale else 0,
+            acquirer_fee_fen=scheme_fee,
+            issuer_fee_fen=scheme_fee,
             clearing_day=day,
         )
         per_issuer.setdefault(issuer, []).append(item)
-        t = totals.setdefault((row["acquirer_id"], route.institution_id), Counter())
+        pair = (row["acquirer_id"], route.institution_id)
+        t = totals.get(pair)
+        if t is None:
+            t = totals[pair] = Counter()
         if sale:
             t["sales"] += amount
             t["sales_count"] += 1
