@@ -24,6 +24,7 @@ from operator import itemgetter
 from typing import Any, Iterable
 
 from . import timefmt
+from .effects import Effect, Put, Trace
 
 CLEARING_FILE = "clearing-file"  # the Command a driver gives a core when a file arrives in its box
 CUTOFF_TIMER = "cutoff"
@@ -99,6 +100,20 @@ def from_csv(text: str, fields: tuple[str, ...]) -> list[dict[str, Any]]:
             row[f] = fen
         rows.append(row)
     return rows
+
+
+def receive(files_in: dict[str, dict[str, Any]], name: str, text: str, fields: tuple[str, ...], what: str,
+            now_ms: int) -> tuple[list[dict[str, Any]] | None, list[Effect]]:
+    """A file arriving in a party's box: its rows, or ``None`` with the effects that say why not —
+    a name seen before is ignored, a malformed file is rejected whole (recorded, nothing moves)."""
+    if name in files_in:
+        return None, [Trace("", f"{what} seen before: ignored", {"file": name})]
+    try:
+        return from_csv(text, fields), []
+    except ClearingFileError as e:
+        rec = {"received_ms": now_ms, "status": "rejected", "error": str(e)}
+        files_in[name] = rec
+        return None, [Put("clearing_files_in", name, rec), Trace("", f"{what} rejected", {"file": name, "error": str(e)})]
 
 
 # -- the daily cut-off ---------------------------------------------------------------------------

@@ -18,9 +18,8 @@ from .. import timefmt
 from ..clearing_files import (
     CLEARING_FIELDS,
     REPORTS_BOX,
-    ClearingFileError,
     clearing_day,
-    from_csv,
+    receive,
     to_csv,
     yuan,
 )
@@ -57,14 +56,9 @@ def new_day(day: str) -> dict[str, Any]:
 
 def post_file(issuer: "Issuer", name: str, text: str, now_ms: int) -> list[Effect]:
     """A clearing file in the issuer's box, posted once: the same name again is ignored."""
-    if name in issuer.files_in:
-        return [Trace("", "clearing file seen before: ignored", {"file": name})]
-    try:
-        rows = from_csv(text, CLEARING_FIELDS)
-    except ClearingFileError as e:
-        rec = {"received_ms": now_ms, "status": "rejected", "error": str(e)}
-        issuer.files_in[name] = rec
-        return [Put("clearing_files_in", name, rec), Trace("", "clearing file rejected", {"file": name, "error": str(e)})]
+    rows, refused = receive(issuer.files_in, name, text, CLEARING_FIELDS, "clearing file", now_ms)
+    if rows is None:
+        return refused
     # Holds whose time is up are released first, so a late presentment meets them as they stand.
     effects: list[Effect] = issuer.expire_due(now_ms)
     # Reconciled in the issuer's own open day: normally the switch's clearing day of the file, the
@@ -123,8 +117,7 @@ def _sale(issuer: "Issuer", row, recon, touched, effects: list[Effect], now_ms: 
             recon["matched_count"] += 1
             recon["matched_fen"] += amount
             recon["posted_fen"] += posted
-            if issuer.config.sms_on_post:  # its only SMS; unasked, the card's balance it reads is not looked up
-                effects += issuer.notify_posted(auth, posted, post.id, now_ms)
+            issuer.notify_posted(auth, posted, post.id, now_ms)
             if amount < held:
                 recon["differences"].append({"lifecycle": row["lifecycle"], "pan": mask_pan(row["pan"]), "held_fen": held,
                                              "presented_fen": amount, "released_fen": held - amount})
@@ -155,14 +148,10 @@ def _force_debit(issuer: "Issuer", row, amount: int, reason: str, recon, effects
         _exception(recon, row, f"{reason}; not a card of this issuer: booked to suspense")
         return
     debit = Transfer(tid, card.account_id, SCHEME_SETTLEMENT_ACCOUNT, amount, chart.CNY, chart.PURCHASE_POST, user_data=lifecycle)
-    (result,) = issuer.ledger.create_transfers([debit], now_ms)
+    result, advanced = issuer.debit_with_advance(debit, derive_id("advance", str(tid)), now_ms)
     note = reason + "; force-posted"
-    if result == CreateTransferResult.EXCEEDS_CREDITS:
-        shortfall = amount - issuer.available_fen(card.account_id)
-        advance = Transfer(derive_id("advance", str(tid)), SUSPENSE_ACCOUNT, card.account_id, shortfall, chart.CNY,
-                           chart.OVERDRAFT_ADVANCE, TransferFlags.LINKED, user_data=lifecycle)
-        issuer.ledger.create_transfers([advance, debit], now_ms)
-        note += f" with an overdraft advance of {shortfall} fen"
+    if advanced:
+        note += f" with an overdraft advance of {advanced} fen"
     elif result == CreateTransferResult.EXISTS:
         note = reason + "; presented again, nothing moved"
     _exception(recon, row, note)
@@ -196,7 +185,7 @@ def _credit_card(issuer: "Issuer", row, code: int, reason: str | None, recon, ef
     elif reason:
         _exception(recon, row, reason)
     if card is not None and result == CreateTransferResult.OK:
-        effects += issuer.notify_credited(row, card, t.id, now_ms)
+        issuer.notify_credited(row, card, t.id, now_ms)
     effects.append(Trace(row["lifecycle"], "presented credit booked", {"pan": mask_pan(row["pan"]), "amount": row["amount_fen"]}))
 
 

@@ -177,20 +177,20 @@ class Issuer:
         """Release the holds whose time is up (before clearing meets them)."""
         return self._expire(now_ms)
 
-    def notify_posted(self, auth: dict[str, Any], amount_fen: int, event_id: int, now_ms: int) -> list[Effect]:
-        """A hold posted by clearing: an SMS when the issuer's ``sms_on_post`` says so."""
+    def notify_posted(self, auth: dict[str, Any], amount_fen: int, event_id: int, now_ms: int) -> None:
+        """A hold posted by clearing: an SMS only when the issuer's ``sms_on_post`` says so (unasked,
+        the card's balance is not even looked up: a million postings at a cut-off)."""
         card = self.config.cards.get(auth["pan"])
-        if card is not None:
-            put = sms.posted(self.config, auth, card, amount_fen, event_id, now_ms, self.available_fen(card.account_id))
-            if put is not None:
-                self._sms_out.append(put)
-        return []
+        if card is None or not self.config.sms_on_post:
+            return
+        put = sms.posted(self.config, auth, card, amount_fen, event_id, now_ms, self.available_fen(card.account_id))
+        if put is not None:
+            self._sms_out.append(put)
 
-    def notify_credited(self, row: dict[str, Any], card: CardRecord, event_id: int, now_ms: int) -> list[Effect]:
+    def notify_credited(self, row: dict[str, Any], card: CardRecord, event_id: int, now_ms: int) -> None:
         """A credit that came by clearing (a refund presented with no authorization, a manual credit)."""
         merchant = {"rrn": row["lifecycle"], "pan": row["pan"], "merchant_id": row["merchant_id"]}
         self._notify("refund", merchant, row["amount_fen"], event_id, now_ms)
-        return []
 
     def _arm_expiry(self) -> list[Effect]:
         nxt = self.ledger.next_expiry_ms()
@@ -472,6 +472,18 @@ class Issuer:
             effects.append(Trace(refund["rrn"], "refund reversed: credit taken back", {"amount": refund["amount_fen"]}))
         return effects
 
+    def debit_with_advance(self, debit: Transfer, advance_id: int, now_ms: int) -> tuple[CreateTransferResult, int]:
+        """Debit a cardholder (a hold or a posting) for something that stands whatever the balance:
+        what the card can no longer cover is advanced from suspense (``OVERDRAFT_ADVANCE``), an
+        exception to follow up. Returns the debit's result and the amount advanced (0: none)."""
+        (result,) = self.ledger.create_transfers([debit], now_ms)
+        if result != CreateTransferResult.EXCEEDS_CREDITS:
+            return result, 0
+        shortfall = debit.amount - self.available_fen(debit.debit_account_id)
+        advance = Transfer(advance_id, SUSPENSE_ACCOUNT, debit.debit_account_id, shortfall, chart.CNY,
+                           chart.OVERDRAFT_ADVANCE, TransferFlags.LINKED, user_data=debit.user_data)
+        return self.ledger.create_transfers([advance, debit], now_ms)[-1], shortfall
+
     def _reinstate(self, void_key: str, void: dict[str, Any], now_ms: int) -> list[Effect]:
         """A reversed void: the sale stands again, so its hold is placed again."""
         sale_key = void["touched"]
@@ -485,20 +497,12 @@ class Issuer:
             hold_id, card.account_id, SCHEME_SETTLEMENT_ACCOUNT, sale["amount_fen"], chart.CNY, chart.PURCHASE_HOLD,
             TransferFlags.PENDING, user_data=derive_id("lifecycle", sale_key), timeout_s=self.config.hold_expiry_s,
         )
-        (result,) = self.ledger.create_transfers([hold], now_ms)
+        # The sale was authorized while the money was there, and it stands: the hold goes back in full.
+        result, advanced = self.debit_with_advance(hold, derive_id("advance", void_key), now_ms)
         void["status"] = "reversed"
         effects: list[Effect] = [Put("auths", void_key, void)]
-        if result == CreateTransferResult.EXCEEDS_CREDITS:
-            # The sale was authorized while the money was there, and it stands: the hold goes back in
-            # full. What the card can no longer cover is advanced from suspense, an exception to follow up.
-            shortfall = sale["amount_fen"] - self.available_fen(card.account_id)
-            advance = Transfer(
-                derive_id("advance", void_key), SUSPENSE_ACCOUNT, card.account_id, shortfall, chart.CNY,
-                chart.OVERDRAFT_ADVANCE, TransferFlags.LINKED, user_data=derive_id("lifecycle", sale_key),
-            )
-            results = self.ledger.create_transfers([advance, hold], now_ms)
-            result = results[-1]
-            effects.append(Trace(sale["rrn"], "void reversed: hold placed again with an overdraft advance", {"advance_fen": shortfall}))
+        if advanced:
+            effects.append(Trace(sale["rrn"], "void reversed: hold placed again with an overdraft advance", {"advance_fen": advanced}))
         if result in (CreateTransferResult.OK, CreateTransferResult.EXISTS):
             sale.update(status="held", hold_id=hold_id)
             effects.append(Put("auths", sale_key, sale))

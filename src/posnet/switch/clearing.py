@@ -26,9 +26,8 @@ from ..clearing_files import (
     PRESENTMENT_FIELDS,
     REPORTS_BOX,
     REVERSED,
-    ClearingFileError,
     clearing_day,
-    from_csv,
+    receive,
     issuer_box,
     to_csv,
     yuan,
@@ -89,14 +88,9 @@ def _member(cycle: dict[str, Any], institution_id: str, role: str) -> dict[str, 
 
 def take_file(switch: "Switch", name: str, text: str, now_ms: int) -> list[Effect]:
     """A presentment file in the switch's box: its items wait for the cut-off (a name seen before is ignored)."""
-    if name in switch.files_in:
-        return [Trace("", "presentment file seen before: ignored", {"file": name})]
-    try:
-        rows = from_csv(text, PRESENTMENT_FIELDS)
-    except ClearingFileError as e:
-        rec = {"received_ms": now_ms, "status": "rejected", "error": str(e)}
-        switch.files_in[name] = rec
-        return [Put("clearing_files_in", name, rec), Trace("", "presentment file rejected", {"file": name, "error": str(e)})]
+    rows, refused = receive(switch.files_in, name, text, PRESENTMENT_FIELDS, "presentment file", now_ms)
+    if rows is None:
+        return refused
     rec = {"received_ms": now_ms, "status": "received", "count": len(rows)}
     switch.files_in[name] = rec
     effects: list[Effect] = [Put("clearing_files_in", name, rec)]
