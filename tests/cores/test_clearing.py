@@ -5,8 +5,7 @@ import io
 
 from posnet import clearing_files
 from posnet.acquirer.settlement import MERCHANT_ACCOUNT_BASE
-from posnet.clearing_files import CLEARING_FIELDS, CLEARING_FILE, PRESENTMENT_FIELDS, ClearingRates, FeeRate, to_csv
-from posnet.effects import Command
+from posnet.clearing_files import CLEARING_FIELDS, PRESENTMENT_FIELDS, ClearingRates, FeeRate, to_csv
 from posnet.issuer.accounts import INTERCHANGE_INCOME_ACCOUNT, SUSPENSE_ACCOUNT
 from posnet.ledger import chart
 
@@ -134,7 +133,7 @@ def test_a_file_seen_again_is_ignored_and_a_malformed_one_is_rejected_without_mo
     assert available(world) == start - 1_500, "posted once"
 
 
-def test_the_issuer_rejects_a_clearing_file_with_a_bad_amount():
+def test_a_clearing_file_with_a_bad_amount_is_refused_naming_its_line():
     good = {f: "" for f in CLEARING_FIELDS} | {"amount_fen": "12", "interchange_fen": "0", "acquirer_fee_fen": "0", "issuer_fee_fen": "0"}
     text = to_csv([good, dict(good, amount_fen="1e3")], CLEARING_FIELDS)
     try:
@@ -164,4 +163,3 @@ def test_a_restarted_switch_clears_what_it_received_before_the_crash(world, card
     assert [a["status"] for a in issuer.auths.values() if a["kind"] == "sale"] == ["posted"]
     assert issuer.ledger.account(SUSPENSE_ACCOUNT).credits_posted == 0
     assert world.parties["issuer-bank-a"].core.files_in, "the issuer got its clearing file"
-    assert Command(CLEARING_FILE).name == "clearing-file"
