@@ -16,6 +16,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Union
 
+# One encoder for every record (json.dumps with options builds a new one per call).
+_record_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
 # -- inputs ---------------------------------------------------------------------
 
 
@@ -64,7 +67,7 @@ class Put:
     encoded: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "encoded", json.dumps(self.value, separators=(",", ":"), ensure_ascii=False))
+        object.__setattr__(self, "encoded", _record_json(self.value))
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,10 @@ event of the batch has been applied.
 
 from __future__ import annotations
 
-import gc
 import heapq
 from collections.abc import Iterable, Sequence
-from contextlib import contextmanager
 
+from ..gcpause import gc_paused
 from .types import (
     BALANCE_MAX,
     EXPIRED,
@@ -196,22 +195,6 @@ def _validate_transfer(t) -> None:
 
 def _expiry_ms(t: Transfer) -> int:
     return t.timestamp_ms + t.timeout_s * 1000
-
-
-@contextmanager
-def _gc_paused():
-    """Pause the cyclic garbage collector while millions of long-lived objects are made.
-
-    Without this, each generation-2 collection rescans every object already
-    built, and a rebuild of a million transfers takes several times longer.
-    """
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 class Ledger:
@@ -867,7 +850,7 @@ class Ledger:
 
         O(accounts + transfers). Raises AssertionError saying what is wrong.
         """
-        with _gc_paused():
+        with gc_paused():
             self._check_invariants()
 
     def _check_invariants(self) -> None:
@@ -1008,7 +991,7 @@ class Ledger:
 
         Balances are not stored: they are the sum of the transfers, replayed here.
         """
-        with _gc_paused():
+        with gc_paused():
             self._restore_rows(account_rows, transfer_rows, expiry_rows)
 
     def _restore_rows(self, account_rows, transfer_rows, expiry_rows) -> None:

@@ -234,7 +234,7 @@ class SqliteLedgerStore:
         if changes.expiries:
             conn.executemany(
                 "INSERT INTO ledger_expiries (pending_id, timestamp_ms) VALUES (?, ?)",
-                [(str(pid), ts) for pid, ts in changes.expiries],
+                sorted((str(pid), ts) for pid, ts in changes.expiries),  # in key order: see PartyStore.commit
             )
 
     def load(self, verify: bool = True) -> Ledger:

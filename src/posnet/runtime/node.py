@@ -28,6 +28,7 @@ from ..effects import (
     TimerFired,
     Trace,
 )
+from ..gcpause import gc_paused
 from ..wire import FrameReader, WireError, frame
 from .clock import NetworkClock, wall_ms
 from .store import PartyStore
@@ -172,7 +173,8 @@ class PartyNode:
         if self._stopping:
             return
         try:
-            effects = self.core.handle(event, self.clock.now_ms())
+            with gc_paused():
+                effects = self.core.handle(event, self.clock.now_ms())
         except Exception:  # a bug in a core must not take the party down with money in flight
             log.exception("%s: core failed on %s", self.name, type(event).__name__)
             return
@@ -183,7 +185,8 @@ class PartyNode:
 
     def handle_now(self, event: Any) -> list[Any]:
         """An operator's command: handled at once, its records committed before this returns."""
-        effects = self.core.handle(event, self.clock.now_ms())
+        with gc_paused():
+            effects = self.core.handle(event, self.clock.now_ms())
         self._pending.extend(effects)
         self._flush()
         return effects
@@ -217,7 +220,8 @@ class PartyNode:
         # Persist, then speak.
         records = [e for e in effects if isinstance(e, RECORD_TYPES)]
         if records:
-            self.store.commit(records)
+            with gc_paused():
+                self.store.commit(records)
             for hook in self.after_commit:
                 hook(records)
         for e in effects:
