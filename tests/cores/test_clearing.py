@@ -163,3 +163,46 @@ def test_a_restarted_switch_clears_what_it_received_before_the_crash(world, card
     assert [a["status"] for a in issuer.auths.values() if a["kind"] == "sale"] == ["posted"]
     assert issuer.ledger.account(SUSPENSE_ACCOUNT).credits_posted == 0
     assert world.parties["issuer-bank-a"].core.files_in, "the issuer got its clearing file"
+
+
+def test_after_a_restart_the_switch_still_refuses_a_sale_presented_twice(world, card):
+    world.command(POS, "sign-on")
+    sale = world.command(POS, "sale", card=card, pin=PIN, amount_fen=4_000).done.result
+    switch = world.parties["switch"].core
+    host_key = next(k for k, e in switch.auth_log.items() if e["lifecycle"] == sale["reference_no"])
+    row = {"lifecycle": sale["reference_no"], "kind": "sale", "pan": PAN, "amount_fen": 4_000, "host_key": host_key}
+    present(world, [row], name="P48020000_20261124_900001.csv")
+    world.advance(PAST_RECONCILIATION_MS)  # cleared and posted on the 24th
+    start = available(world)
+    world.crash("switch")
+    world.restart("switch")
+    assert world.parties["switch"].core.auth_log[host_key]["presented"] == "P48020000_20261124_900001.csv"
+    present(world, [row], name="P48020000_20261125_900002.csv")  # the same sale in the next day's file
+    world.advance(24 * HOUR_MS)
+    assert available(world) == start, "the second presentment moved no money"
+    text = world.boxes["reports"]["settlement_00010000_20261125.txt"]
+    assert "duplicate presentment 1" in text
+    stored = world.parties["switch"].tables.get("clearing_file_texts", {})
+    assert sorted(stored) == ["P48020000_20261125_900002.csv"], "only the last closed cycle's file texts are kept"
+
+
+def test_a_restarted_issuer_reads_its_holds_posted_or_expired_from_the_ledger(world, card):
+    world.command(POS, "sign-on")
+    kept = world.command(POS, "sale", card=card, pin=PIN, amount_fen=10_000).done.result
+    forgotten = world.command(POS, "sale", card=card, pin=PIN, amount_fen=2_500).done.result
+    switch = world.parties["switch"].core
+    host_key = next(k for k, e in switch.auth_log.items() if e["lifecycle"] == kept["reference_no"])
+    # Only the first sale is presented, and for less than was held; the second is never claimed.
+    present(world, [{"lifecycle": kept["reference_no"], "kind": "sale", "pan": PAN, "amount_fen": 6_000, "host_key": host_key}])
+    world.advance(PAST_RECONCILIATION_MS + 49 * HOUR_MS)
+    before = {a["rrn"]: (a["status"], a.get("posted_fen")) for a in world.parties["issuer-bank-a"].core.auths.values()}
+    assert before == {kept["reference_no"]: ("posted", 6_000), forgotten["reference_no"]: ("expired", None)}
+    balance = available(world)
+    world.crash("issuer-bank-a")
+    world.restart("issuer-bank-a")
+    issuer = world.parties["issuer-bank-a"].core
+    assert {a["rrn"]: (a["status"], a.get("posted_fen")) for a in issuer.auths.values()} == before
+    assert available(world) == balance
+    # A refund of the posted sale is still allowed after the restart: the issuer knows it as posted.
+    world.command(POS, "refund", card=card, reference_no=kept["reference_no"], date_mmdd="1124", amount_fen=1_000)
+    assert available(world) == balance + 1_000

@@ -43,6 +43,11 @@ FORCE_REASONS = {
 }
 
 
+def posting_id(auth_key: str) -> int:
+    """The ledger transfer that posts an authorization's hold."""
+    return derive_id("post", auth_key)
+
+
 def new_day(day: str) -> dict[str, Any]:
     return {
         "day": day, "files": [], "presented": 0,
@@ -109,11 +114,10 @@ def _sale(issuer: "Issuer", row, recon, touched, effects: list[Effect], now_ms: 
     if status == "held":
         held = auth["amount_fen"]
         posted = min(amount, held)
-        post = Transfer(derive_id("post", key), 0, 0, posted, 0, 0, TransferFlags.POST_PENDING, pending_id=auth["hold_id"])
+        post = Transfer(posting_id(key), 0, 0, posted, 0, 0, TransferFlags.POST_PENDING, pending_id=auth["hold_id"])
         (result,) = issuer.ledger.create_transfers([post], now_ms)
         if result in OK:
-            auth.update(status="posted", posted_fen=posted, presented_in=row["source_file"])
-            touched[key] = auth
+            auth.update(status="posted", posted_fen=posted)  # no record: the ledger's posting is it (Issuer._follow_holds)
             recon["matched_count"] += 1
             recon["matched_fen"] += amount
             recon["posted_fen"] += posted
@@ -133,7 +137,7 @@ def _sale(issuer: "Issuer", row, recon, touched, effects: list[Effect], now_ms: 
     _force_debit(issuer, row, amount, FORCE_REASONS.get(status, f"authorization {status}"), recon, effects, now_ms)
     if auth is not None:  # taken now: a later reversal of its void must not hold it again
         auth.update(status="posted", posted_fen=amount, force_posted=True, presented_in=row["source_file"])
-        touched[key] = auth
+        touched[key] = auth  # recorded: no hold of its own was posted, so the ledger cannot tell
 
 
 def _force_debit(issuer: "Issuer", row, amount: int, reason: str, recon, effects: list[Effect], now_ms: int) -> None:

@@ -88,6 +88,7 @@ class Issuer:
 
     def restore(self, tables: dict[str, dict[str, dict[str, Any]]], now_ms: int) -> list[Effect]:
         self.auths = {k: dict(v) for k, v in tables.get("auths", {}).items()}
+        self._follow_holds()
         self.pin_tries = {k: dict(v) for k, v in tables.get("pin_tries", {}).items()}
         self.counters.update(tables.get("state", {}).get("counters", {}))
         self.sms_outbox, delivered = sms.restore(tables.get(sms.OUTBOX, {}), self.config.sms_channels)
@@ -99,6 +100,22 @@ class Issuer:
         if closed:  # the last report again: it may have been committed and never written
             effects += clearing.report(self.config.name, max(closed, key=lambda r: r["day"]))
         return effects + delivered + self._arm_expiry() + self._arm_cutoff(now_ms)
+
+    def _follow_holds(self) -> None:
+        """An authorization stored as held takes what became of its hold from the ledger: expiry and
+        posting write no authorization record of their own (a sweep or a clearing file of a million
+        holds would rewrite a million records); the ledger's expiry or posting, committed with them,
+        is the record."""
+        status_of = self.ledger.pending_status
+        for key, auth in self.auths.items():
+            if auth.get("status") != "held":
+                continue
+            became = status_of(auth["hold_id"])
+            if became == "expired":
+                auth["status"] = "expired"
+            elif became == "posted":
+                post = self.ledger.transfer(clearing.posting_id(key))
+                auth.update(status="posted", posted_fen=post.amount if post else auth["amount_fen"])
 
     def _arm_cutoff(self, now_ms: int) -> list[Effect]:
         # After the last cut-off closed (a missed one fires at once, so no day is skipped).
@@ -209,8 +226,7 @@ class Issuer:
                 continue
             self._notify("expiry", auth, auth["amount_fen"], sms.expiry_event_id(auth["hold_id"]), now_ms)
             if auth["status"] == "held":
-                auth["status"] = "expired"
-                effects.append(Put("auths", key, auth))
+                auth["status"] = "expired"  # no record: the ledger's expiry is it (_follow_holds)
                 effects.append(Trace(auth["rrn"], "hold expired and released", {"pan": mask_pan(auth["pan"]), "amount": auth["amount_fen"]}))
         return effects
 

@@ -27,12 +27,13 @@ from ..clearing_files import (
     REPORTS_BOX,
     REVERSED,
     clearing_day,
+    from_csv,
     receive,
     issuer_box,
     to_csv,
     yuan,
 )
-from ..effects import Effect, Publish, Put, Trace, mask_pan
+from ..effects import Delete, Effect, Publish, Put, Trace, mask_pan
 from ..ledger import Account, CreateTransferResult, Transfer, TransferFlags, chart
 from ..ledger.ids import derive_id
 
@@ -66,16 +67,42 @@ def open_books(switch: "Switch", now_ms: int) -> None:
         switch.ledger.create_accounts(new, now_ms)
 
 
-def new_cycle(carried: list[str] | None = None) -> dict[str, Any]:
-    """``carried``: the items an earlier cut-off deferred to this cycle."""
-    return {"files": [], "carried": carried or [], "items": 0, "matches": {}, "rejected": 0, "members": {}}
+# A presentment file is kept as it came (one record of its text, not one per item) while its
+# cycle is open and until the next cut-off after: a restart parses it again for the open
+# cycle's items, or to write the last closed cycle's issuer files again.
+FILE_TEXTS = "clearing_file_texts"
+PRESENTED = "clearing_presented"  # per clearing day: {presentment file: [host keys of the sales it presented]}
 
 
-def pending_items(cycle: dict[str, Any], stored: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """The items the open cycle will clear, from the store after a restart."""
-    files = set(cycle["files"])
-    carried = [stored[k] for k in cycle["carried"] if k in stored]
-    return carried + [row for key, row in sorted(stored.items()) if row["source_file"] in files]
+def new_cycle(carried: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """``carried``: the items (rows) an earlier cut-off deferred to this cycle."""
+    return {"files": [], "carried_rows": carried or [], "items": 0, "matches": {}, "rejected": 0, "members": {}}
+
+
+def file_rows(name: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The items of a presentment file the switch took, each with its file and its key in the cycle."""
+    for n, row in enumerate(rows):
+        row["source_file"] = name
+        row["item_key"] = f"{name}#{n:07d}"
+    return rows
+
+
+def cycle_items(cycle: dict[str, Any], texts: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """A cycle's items in the order it took them (the carried ones first), from the stored file texts."""
+    items = [dict(r) for r in cycle.get("carried_rows", [])]
+    for name in cycle["files"]:
+        items += file_rows(name, from_csv(texts[name]["text"], PRESENTMENT_FIELDS))
+    return items
+
+
+def mark_presented(auth_log: dict[str, dict[str, Any]], presented: dict[str, dict[str, list[str]]]) -> None:
+    """After a restart: each sale a cleared presentment took is marked so again (a duplicate is refused)."""
+    for files in presented.values():
+        for name, keys in files.items():
+            for key in keys:
+                auth = auth_log.get(key)
+                if auth is not None:
+                    auth["presented"] = name
 
 
 def _member(cycle: dict[str, Any], institution_id: str, role: str) -> dict[str, Any]:
@@ -93,12 +120,8 @@ def take_file(switch: "Switch", name: str, text: str, now_ms: int) -> list[Effec
         return refused
     rec = {"received_ms": now_ms, "status": "received", "count": len(rows)}
     switch.files_in[name] = rec
-    effects: list[Effect] = [Put("clearing_files_in", name, rec)]
-    for n, row in enumerate(rows):
-        row["source_file"] = name
-        row["item_key"] = f"{name}#{n:07d}"
-        switch.items.append(row)
-        effects.append(Put("clearing_items", row["item_key"], row))
+    effects: list[Effect] = [Put("clearing_files_in", name, rec), Put(FILE_TEXTS, name, {"text": text})]
+    switch.items += file_rows(name, rows)
     switch.cycle["files"].append(name)
     effects += [
         Put("clearing_cycle", "open", switch.cycle),
@@ -125,6 +148,7 @@ def clear(switch: "Switch", day: str, now_ms: int) -> list[Effect]:
         items.append(row)
         routes.append(issuer)
     decisions = []
+    presented: dict[str, list[str]] = {}  # the sales taken, by file: one record for the day, not one per sale
     for row, issuer in zip(items, routes):
         letter = _decide(switch, row, issuer)
         decisions.append(letter)
@@ -132,7 +156,9 @@ def clear(switch: "Switch", day: str, now_ms: int) -> list[Effect]:
             auth = switch.auth_log.get(row["host_key"])
             if auth is not None:
                 auth["presented"] = row["source_file"]
-                effects.append(Put("auth_log", row["host_key"], auth))
+                presented.setdefault(row["source_file"], []).append(row["host_key"])
+    if presented:
+        effects.append(Put(PRESENTED, day, presented))
     decisions_text = "".join(decisions)
     outputs = {
         issuer: f"C{switch.config.institution_id}_{issuer}_{day}_{switch.next_file_no():06d}.csv"
@@ -144,7 +170,7 @@ def clear(switch: "Switch", day: str, now_ms: int) -> list[Effect]:
     cycle["items"] = len(items)
     cycle["deferred"] = len(deferred)
     cycle["outputs"] = outputs
-    cycle["cleared_items"] = [r["item_key"] for r in items]  # with the decisions: the issuers' files again
+    cycle["deferred_items"] = [r["item_key"] for r in deferred]  # the rest, with the decisions: the issuers' files again
     cycle["decisions"] = decisions_text
     counts = Counter(decisions_text)
     for letter, n in counts.items():
@@ -175,10 +201,13 @@ def clear(switch: "Switch", day: str, now_ms: int) -> list[Effect]:
     ]
 
 
-def forward_again(switch: "Switch", record: dict[str, Any], stored: dict[str, dict[str, Any]]) -> list[Effect]:
+def forward_again(switch: "Switch", record: dict[str, Any], texts: dict[str, dict[str, Any]]) -> list[Effect]:
     """The issuers' files of a closed cycle, written again after a restart (they may have been
     committed and never written; an issuer ignores a file it has posted)."""
-    rows = [stored[k] for k in record.get("cleared_items", []) if k in stored]
+    if any(name not in texts for name in record["files"]):
+        return []
+    deferred = set(record.get("deferred_items", []))
+    rows = [r for r in cycle_items(record, texts) if r["item_key"] not in deferred]
     if len(rows) != len(record.get("decisions", "")):
         return []
     return _forward(switch, rows, record["decisions"], record["day"], record["outputs"])[0]
@@ -303,8 +332,11 @@ def close_cycle(switch: "Switch", cutoff_ms: int, now_ms: int) -> list[Effect]:
             effects.append(Trace("", "net settlement could not be booked", {"day": day, "results": sorted({str(r) for r in results})}))
     record = dict(cycle, day=day, closed_ms=now_ms, cutoff_ms=cutoff_ms, positions=positions)
     record.setdefault("fee_income_fen", 0)
-    switch.cycle = new_cycle([r["item_key"] for r in switch.items])
+    switch.cycle = new_cycle(switch.items)
     switch.closed_cutoff_ms = cutoff_ms
+    # The texts of the cycle closed before this one are needed no more (this one's stay, to write its files again).
+    effects += [Delete(FILE_TEXTS, name) for name in switch.last_closed_files]
+    switch.last_closed_files = list(cycle["files"])
     effects += [
         Put("clearing_days", day, record),
         Put("clearing_cycle", "open", switch.cycle),

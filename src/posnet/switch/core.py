@@ -77,6 +77,7 @@ class Switch:
         self.files_in: dict[str, dict[str, Any]] = {}  # presentment files by name
         self.cycle: dict[str, Any] = clearing.new_cycle()  # the clearing cycle open until the next cut-off
         self.items: list[dict[str, Any]] = []  # presentments of the open cycle, cleared at the cut-off
+        self.last_closed_files: list[str] = []  # the files of the last cycle closed (their texts are kept)
         self.counters: dict[str, int] = {"clearing_file": 0}
         self.closed_cutoff_ms: int | None = None
         self.cutoff_ms = 0  # the cut-off that closes the open cycle
@@ -96,7 +97,9 @@ class Switch:
         self.auth_log = {k: dict(v) for k, v in tables.get("auth_log", {}).items()}
         self.files_in = {k: dict(v) for k, v in tables.get("clearing_files_in", {}).items()}
         self.cycle = dict(tables.get("clearing_cycle", {}).get("open") or clearing.new_cycle())
-        self.items = clearing.pending_items(self.cycle, tables.get("clearing_items", {}))
+        texts = tables.get(clearing.FILE_TEXTS, {})
+        self.items = clearing.cycle_items(self.cycle, texts)
+        clearing.mark_presented(self.auth_log, tables.get(clearing.PRESENTED, {}))
         self.counters.update(tables.get("state", {}).get("counters", {}))
         self.closed_cutoff_ms = tables.get("state", {}).get("cutoff", {}).get("closed_cutoff_ms")
         effects: list[Effect] = []
@@ -108,7 +111,8 @@ class Switch:
             effects.insert(0, LedgerWrite(changes))
         days = tables.get("clearing_days", {})
         if days:  # the last cycle's files and report again: they may have been committed and never written
-            effects += clearing.forward_again(self, days[max(days)], tables.get("clearing_items", {}))
+            self.last_closed_files = list(days[max(days)]["files"])
+            effects += clearing.forward_again(self, days[max(days)], texts)
             effects += clearing.report(self.config.institution_id, days[max(days)])
         return effects + self._arm_cutoff(now_ms)
 
