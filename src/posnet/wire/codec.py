@@ -5,7 +5,11 @@ digits for numbers, uppercase hex for binary fields) and, once decoded or
 encoded, the raw body bytes from the MTI on: the MAC is computed over them.
 
 Errors are :class:`WireError`, naming the field and the byte position in the
-frame, e.g. ``field 4: not numeric ('00000000AB12') at position 19``.
+frame, e.g. ``field 4: not numeric ('00000000AB12') at position 19``. A
+well-formed message is checked without positions (one mask per bitmap, one
+test per kind of field); they are worked out only to name an error, by the
+same field-by-field checks as always (tests/wire/test_wire_codec_reference.py
+holds the codec to them).
 """
 
 from __future__ import annotations
@@ -25,6 +29,9 @@ MAC_LEN = 8
 MAX_FRAME_BYTES = 4096  # the largest message either leg accepts; CUP messages stay under 1 KiB
 
 MacFunction = Callable[[bytes], bytes]
+
+_FIELD_KEYS = frozenset(str(n) for n in range(1, 129))
+_SECONDARY_KEYS = frozenset(str(n) for n in range(65, 129))
 
 
 class WireError(ValueError):
@@ -63,6 +70,9 @@ class Message:
 
     @property
     def mac_field(self) -> str:
+        keys = self.fields.keys()
+        if keys <= _FIELD_KEYS:  # every key a field number 1..128, as written by str(int)
+            return "64" if keys.isdisjoint(_SECONDARY_KEYS) else "128"
         return "128" if any(int(k) > 64 for k in self.fields) else "64"
 
     def mac_value(self) -> bytes:
@@ -78,13 +88,60 @@ class Message:
         return self.raw[:-MAC_LEN]
 
 
+# -- checks -----------------------------------------------------------------------
+#
+# Each check has a fast form for the frames that are well formed (whole-string and
+# whole-bitmap tests, no byte positions) and the slow form that names the error: the
+# fast form only decides whether the slow one must run, and the slow one alone raises.
+
+_TRACK_CHARS = "0123456789=D"
+
+
 def _valid(kind: str, value: str) -> bool:
     # An empty variable field is allowed by the format; fixed lengths are pyiso8583's to check.
     if kind in ("n", "nl"):
         return value == "" or value.isdigit()
     if kind == "z":
-        return all(c in "0123456789=D" for c in value)
+        return all(c in _TRACK_CHARS for c in value)
     return True
+
+
+class _Leg:
+    """One leg's spec and what the checks need of it, worked out once."""
+
+    def __init__(self, spec, rows, base: int):
+        self.spec = spec
+        self.rows = rows
+        self.base = base  # the body's position in the frame
+        self.mti_len = spec["t"]["max_len"]
+        # Bits of the primary and secondary bitmaps for fields the spec does not carry
+        # (bit 1, the secondary bitmap's, is always allowed).
+        self.unknown_primary = sum(1 << (64 - n) for n in range(2, 65) if n not in rows)
+        self.unknown_secondary = sum(1 << (128 - n) for n in range(65, 129) if n not in rows)
+        self.keys = frozenset(str(n) for n in rows)
+        self.secondary = self.keys & _SECONDARY_KEYS
+        self.numeric = tuple(str(n) for n, row in rows.items() if row[0] in ("n", "nl"))
+        self.track = tuple(str(n) for n, row in rows.items() if row[0] == "z")
+        self.blanks = ("",) * len(rows)  # what a field not in the message counts as
+        # Fields with an ASCII length prefix, which must be digits.
+        self.ascii_prefixed = tuple(
+            str(n) for n in rows if spec[str(n)]["len_enc"] == "ascii" and spec[str(n)]["len_type"] > 0
+        )
+
+
+def _values_follow(leg: _Leg, fields: dict[str, str]) -> bool:
+    """True when every numeric field of ``fields`` holds only the digits 0-9 and every
+    track field only those, ``=`` and ``D``: each kind's values joined and checked at once.
+
+    Only the spec's own keys are looked at (encoding checks first that there are no
+    others). False may be a false alarm (a value not a str, a digit outside 0-9 that
+    str.isdigit takes): the slow check decides."""
+    try:
+        digits = "".join(map(fields.get, leg.numeric, leg.blanks))
+        track = "".join(map(fields.get, leg.track, leg.blanks))
+    except TypeError:
+        return False
+    return (not digits or (digits.isascii() and digits.encode().isdigit())) and not track.strip(_TRACK_CHARS)
 
 
 def _validate(fields: dict[str, str], rows, positions: dict[str, int], base: int) -> None:
@@ -118,6 +175,21 @@ def _shown(key: str, value: str) -> str:
     return value
 
 
+def _has_unknown_bits(body: bytes, leg: _Leg) -> bool:
+    """Whether the bitmap sets a bit for a field the spec does not carry (one mask per bitmap)."""
+    at = leg.mti_len
+    primary = body[at : at + 8]
+    if len(primary) < 8:
+        return False  # pyiso8583 names the short bitmap
+    bits = int.from_bytes(primary, "big")
+    if bits & leg.unknown_primary:
+        return True
+    if bits >> 63:
+        secondary = body[at + 8 : at + 16]  # may be cut short: the missing bytes set no bit
+        return bool((int.from_bytes(secondary, "big") << (8 * (8 - len(secondary)))) & leg.unknown_secondary)
+    return False
+
+
 def _unknown_fields(body: bytes, spec, rows, base: int) -> None:
     """A bit set for a field the spec does not carry: named with the bitmap's position."""
     mti_len = spec["t"]["max_len"]
@@ -139,23 +211,8 @@ def _unknown_fields(body: bytes, spec, rows, base: int) -> None:
                 )
 
 
-def _decode(body: bytes, spec, rows, base: int) -> Message:
-    _unknown_fields(body, spec, rows, base)
-    try:
-        doc, enc = iso8583.decode(body, spec)
-    except DecodeError as e:
-        raise WireError(
-            f"field {_name(e.field)}: {e.msg} at position {base + e.pos}",
-            e.field,
-            base + e.pos,
-            _salvage(e.doc_dec.get("t"), dict(e.doc_dec), rows, e.field),
-        ) from None
-    mti = doc.pop("t")
-    doc.pop("p", None)
-    doc.pop("1", None)
-    doc.pop("h", None)
-    if not mti.isdigit():
-        raise WireError(f"field MTI: not numeric ({mti!r}) at position {base}", "t", base)
+def _check_decoded(mti: str, doc: dict[str, str], enc, spec, rows, base: int) -> None:
+    """The length prefixes and values of a decoded body, each error named with its position."""
     positions: dict[str, int] = {}
     offset = 0
     # pyiso8583 keeps each field's raw bytes; recompute positions for messages.
@@ -178,6 +235,34 @@ def _decode(body: bytes, spec, rows, base: int) -> Message:
     except WireError as e:
         e.partial = _salvage(mti, doc, rows, e.field)
         raise
+
+
+def _decode(body: bytes, leg: _Leg) -> Message:
+    spec, rows, base = leg.spec, leg.rows, leg.base
+    if _has_unknown_bits(body, leg):
+        _unknown_fields(body, spec, rows, base)
+    try:
+        doc, enc = iso8583.decode(body, spec)
+    except DecodeError as e:
+        raise WireError(
+            f"field {_name(e.field)}: {e.msg} at position {base + e.pos}",
+            e.field,
+            base + e.pos,
+            _salvage(e.doc_dec.get("t"), dict(e.doc_dec), rows, e.field),
+        ) from None
+    mti = doc.pop("t")
+    doc.pop("p", None)
+    doc.pop("1", None)
+    doc.pop("h", None)
+    if not mti.isdigit():
+        raise WireError(f"field MTI: not numeric ({mti!r}) at position {base}", "t", base)
+    if leg.ascii_prefixed:
+        prefixes = b"".join([enc[k]["len"] for k in leg.ascii_prefixed if k in enc])
+        prefixes_follow = not prefixes or prefixes.isdigit()
+    else:
+        prefixes_follow = True
+    if not (prefixes_follow and _values_follow(leg, doc)):
+        _check_decoded(mti, doc, enc, spec, rows, base)
     return Message(mti=mti, fields=doc, raw=bytes(body))
 
 
@@ -185,19 +270,29 @@ def _name(field_key: str) -> str:
     return {"t": "MTI", "p": "bitmap", "1": "secondary bitmap"}.get(field_key, field_key)
 
 
-def _encode(msg: Message, spec, rows, mac: MacFunction | None) -> bytes:
-    if not (len(msg.mti) == 4 and msg.mti.isdigit()):
-        raise WireError(f"field MTI: {msg.mti!r} is not four digits", "t")
-    for key, value in msg.fields.items():
+def _check_to_encode(fields: dict[str, str], rows) -> None:
+    for key, value in fields.items():
         if key.isdigit() and int(key) in rows and not _valid(rows[int(key)][0], value):
             raise WireError(f"field {key}: not numeric ({_shown(key, value)!r})", key)
-    doc = {"t": msg.mti, **msg.fields}
+
+
+def _encode(msg: Message, leg: _Leg, mac: MacFunction | None) -> bytes:
+    if not (len(msg.mti) == 4 and msg.mti.isdigit()):
+        raise WireError(f"field MTI: {msg.mti!r} is not four digits", "t")
+    fields = msg.fields
+    in_spec = fields.keys() <= leg.keys
+    if not (in_spec and _values_follow(leg, fields)):
+        _check_to_encode(fields, leg.rows)
+    doc = {"t": msg.mti, **fields}
     mac_key = None
     if mac is not None:
-        mac_key = msg.mac_field
+        if in_spec:  # what mac_field answers, without looking at the keys again
+            mac_key = "64" if fields.keys().isdisjoint(leg.secondary) else "128"
+        else:
+            mac_key = msg.mac_field
         doc[mac_key] = "00" * MAC_LEN
     try:
-        body, _ = iso8583.encode(doc, spec)
+        body, _ = iso8583.encode(doc, leg.spec)
     except EncodeError as e:
         raise WireError(f"field {_name(e.field)}: {e.msg}", e.field) from None
     except KeyError as e:  # a field the spec does not carry
@@ -214,6 +309,8 @@ def _encode(msg: Message, spec, rows, mac: MacFunction | None) -> bytes:
 
 # -- terminal leg ---------------------------------------------------------------
 
+_TERMINAL = _Leg(TERMINAL_SPEC, TERMINAL_FIELDS, TPDU_LEN + HEADER_LEN)
+
 
 def decode_terminal(frame: bytes) -> Message:
     """Decode a terminal-leg frame (without its 2-byte length): TPDU, header, body."""
@@ -221,7 +318,7 @@ def decode_terminal(frame: bytes) -> Message:
         raise WireError(f"frame of {len(frame)} bytes is shorter than TPDU, header, MTI and bitmap")
     if frame[0] != 0x60:
         raise WireError(f"TPDU: id {frame[0]:02X} is not 60 at position 0", "tpdu", 0)
-    msg = _decode(frame[TPDU_LEN + HEADER_LEN :], TERMINAL_SPEC, TERMINAL_FIELDS, TPDU_LEN + HEADER_LEN)
+    msg = _decode(frame[TPDU_LEN + HEADER_LEN :], _TERMINAL)
     msg.tpdu = frame[:TPDU_LEN].hex().upper()
     msg.header = frame[TPDU_LEN : TPDU_LEN + HEADER_LEN].hex().upper()
     return msg
@@ -229,7 +326,7 @@ def decode_terminal(frame: bytes) -> Message:
 
 def encode_terminal(msg: Message, mac: MacFunction | None = None) -> bytes:
     """Encode a terminal-leg frame (without its length); ``mac`` fills F64."""
-    body = _encode(msg, TERMINAL_SPEC, TERMINAL_FIELDS, mac)
+    body = _encode(msg, _TERMINAL, mac)
     head = bytes.fromhex(msg.tpdu or "6000000000") + bytes.fromhex(msg.header or "602200000000")
     if len(head) != TPDU_LEN + HEADER_LEN:
         raise WireError("TPDU must be 5 bytes and header 6 bytes")
@@ -243,15 +340,17 @@ def reply_tpdu(tpdu: str) -> str:
 
 # -- host legs ------------------------------------------------------------------
 
+_HOST = _Leg(HOST_SPEC, HOST_FIELDS, 0)
+
 
 def decode_host(frame: bytes) -> Message:
     if len(frame) < 4 + 8:
         raise WireError(f"frame of {len(frame)} bytes is shorter than MTI and bitmap")
-    return _decode(frame, HOST_SPEC, HOST_FIELDS, 0)
+    return _decode(frame, _HOST)
 
 
 def encode_host(msg: Message, mac: MacFunction | None = None) -> bytes:
-    return _encode(msg, HOST_SPEC, HOST_FIELDS, mac)
+    return _encode(msg, _HOST, mac)
 
 
 # -- framing --------------------------------------------------------------------
