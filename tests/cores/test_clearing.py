@@ -206,3 +206,23 @@ def test_a_restarted_issuer_reads_its_holds_posted_or_expired_from_the_ledger(wo
     # A refund of the posted sale is still allowed after the restart: the issuer knows it as posted.
     world.command(POS, "refund", card=card, reference_no=kept["reference_no"], date_mmdd="1124", amount_fen=1_000)
     assert available(world) == balance + 1_000
+
+
+def test_a_sale_presented_twice_in_one_file_is_posted_once(world, card):
+    world.command(POS, "sign-on")
+    sale = world.command(POS, "sale", card=card, pin=PIN, amount_fen=3_000).done.result
+    start = available(world)
+    issuer = world.parties["issuer-bank-a"].core
+    host_key = next(k for k, a in issuer.auths.items() if a["rrn"] == sale["reference_no"])
+    row = {"lifecycle": sale["reference_no"], "kind": "sale", "pan": PAN, "amount_fen": 3_000, "host_key": host_key}
+    clearing_file = to_csv([dict({f: "" for f in CLEARING_FIELDS}, issuer="01020000", acquirer_id="48020000", source_file="x",
+                                 interchange_fen=0, acquirer_fee_fen=0, issuer_fee_fen=0, currency="156", **row)] * 2, CLEARING_FIELDS)
+    box = clearing_files.issuer_box("bank-a")
+    world.boxes.setdefault(box, {})["C00010000_bank-a_20261124_000099.csv"] = clearing_file
+    world._deliver_file(box, "C00010000_bank-a_20261124_000099.csv")
+    world.run()
+    assert available(world) == start, "posting takes the hold, and only once"
+    assert issuer.ledger.account(issuer.config.cards[PAN].account_id).debits_posted == 3_000
+    [recon] = issuer.recon.values()
+    assert recon["matched_count"] == 1
+    assert [e["reason"] for e in recon["exceptions"]] == ["duplicate presentment: already posted, nothing moved"]

@@ -73,17 +73,30 @@ def post_file(issuer: "Issuer", name: str, text: str, now_ms: int) -> list[Effec
     recon["files"].append(name)
     touched: dict[str, dict[str, Any]] = {}
     fees = 0
+    auths = issuer.auths
+    run: list[dict[str, Any]] = []  # plain postings in a row, posted with one ledger call
     for row in rows:
         recon["presented"] += 1
         fees += row["interchange_fen"] - row["issuer_fee_fen"]
         recon["interchange_fen"] += row["interchange_fen"]
         recon["scheme_fee_fen"] += row["issuer_fee_fen"]
         if row["kind"] == "sale":
+            auth = auths.get(row["host_key"])
+            if (auth is not None and auth.get("status") == "held" and auth["amount_fen"] == row["amount_fen"]
+                    and auth.get("kind") == "sale" and auth.get("pan") == row["pan"]):
+                # Posting a whole hold changes no available balance, so the run goes as one ledger call. A sale
+                # presented twice in the run: its second posting finds it posted (``_sale``), as one at a time.
+                run.append(row)
+                continue
+            _post_run(issuer, run, recon, touched, effects, now_ms)
             _sale(issuer, row, recon, touched, effects, now_ms)
-        elif row["kind"] == "refund":
-            _refund(issuer, row, recon, effects, now_ms)
         else:
-            _credit(issuer, row, recon, effects, now_ms)
+            _post_run(issuer, run, recon, touched, effects, now_ms)
+            if row["kind"] == "refund":
+                _refund(issuer, row, recon, effects, now_ms)
+            else:
+                _credit(issuer, row, recon, effects, now_ms)
+    _post_run(issuer, run, recon, touched, effects, now_ms)
     if fees:
         dr, cr = (SCHEME_SETTLEMENT_ACCOUNT, INTERCHANGE_INCOME_ACCOUNT)
         if fees < 0:
@@ -105,7 +118,22 @@ def _exception(recon: dict[str, Any], row: dict[str, Any], reason: str) -> None:
     )
 
 
-def _sale(issuer: "Issuer", row, recon, touched, effects: list[Effect], now_ms: int) -> None:
+def _post_run(issuer: "Issuer", run: list[dict[str, Any]], recon, touched, effects: list[Effect], now_ms: int) -> None:
+    """Sales presented for their held amount, one after another, each once: one ledger call posts
+    their holds (the same results as one call each), then each goes on as ``_sale``. Empties the run."""
+    if not run:
+        return
+    auths = issuer.auths
+    posts = [Transfer(posting_id(row["host_key"]), 0, 0, row["amount_fen"], 0, 0, TransferFlags.POST_PENDING,
+                      pending_id=auths[row["host_key"]]["hold_id"]) for row in run]
+    for row, post, result in zip(run, posts, issuer.ledger.create_transfers(posts, now_ms)):
+        _sale(issuer, row, recon, touched, effects, now_ms, (post.id, result))
+    run.clear()
+
+
+def _sale(issuer: "Issuer", row, recon, touched, effects: list[Effect], now_ms: int,
+          posting: tuple[int, CreateTransferResult] | None = None) -> None:
+    """``posting``: the posting's id and result, when ``_post_run`` has posted the hold already."""
     key, amount = row["host_key"], row["amount_fen"]
     auth = issuer.auths.get(key)
     if auth is not None and (auth.get("kind") != "sale" or auth.get("pan") != row["pan"]):
@@ -114,14 +142,16 @@ def _sale(issuer: "Issuer", row, recon, touched, effects: list[Effect], now_ms: 
     if status == "held":
         held = auth["amount_fen"]
         posted = min(amount, held)
-        post = Transfer(posting_id(key), 0, 0, posted, 0, 0, TransferFlags.POST_PENDING, pending_id=auth["hold_id"])
-        (result,) = issuer.ledger.create_transfers([post], now_ms)
+        if posting is None:
+            post = Transfer(posting_id(key), 0, 0, posted, 0, 0, TransferFlags.POST_PENDING, pending_id=auth["hold_id"])
+            posting = (post.id, *issuer.ledger.create_transfers([post], now_ms))
+        post_id, result = posting
         if result in OK:
-            auth.update(status="posted", posted_fen=posted)  # no record: the ledger's posting is it (Issuer._follow_holds)
+            auth["status"], auth["posted_fen"] = "posted", posted  # no record: the ledger's posting is it (Issuer._follow_holds)
             recon["matched_count"] += 1
             recon["matched_fen"] += amount
             recon["posted_fen"] += posted
-            issuer.notify_posted(auth, posted, post.id, now_ms)
+            issuer.notify_posted(auth, posted, post_id, now_ms)
             if amount < held:
                 recon["differences"].append({"lifecycle": row["lifecycle"], "pan": mask_pan(row["pan"]), "held_fen": held,
                                              "presented_fen": amount, "released_fen": held - amount})
