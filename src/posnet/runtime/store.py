@@ -10,7 +10,6 @@ what a core decided is committed as a whole or not at all.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 from pathlib import Path
 from typing import Any, Iterable
@@ -22,7 +21,7 @@ RECORDS_SCHEMA_VERSION = 1
 # SQLite's page cache per party, an upper bound (pages are taken as a transaction needs them):
 # a commit of a million records touches more pages than the default 2 MiB holds, and every
 # page it must drop mid-transaction is written to the WAL, sometimes again and again.
-SQLITE_CACHE_KIB = int(os.environ.get("POSNET_SQLITE_CACHE_KIB", 256 * 1024))
+SQLITE_CACHE_KIB = 256 * 1024
 
 
 class PartyStore:
