@@ -21,7 +21,7 @@ import io
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from operator import itemgetter
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 from . import timefmt
 from .effects import Effect, Put, Trace
@@ -61,9 +61,6 @@ class ClearingFileError(ValueError):
 
 
 def to_csv(rows: Iterable[dict[str, Any]], fields: tuple[str, ...]) -> str:
-    out = io.StringIO()
-    w = csv.writer(out, lineterminator="\n")
-    w.writerow(fields)
     every = itemgetter(*fields)  # C, for the rows that have every field (all of ours); "" for a missing one
 
     def values(r: dict[str, Any]):
@@ -72,7 +69,15 @@ def to_csv(rows: Iterable[dict[str, Any]], fields: tuple[str, ...]) -> str:
         except KeyError:
             return [r.get(f, "") for f in fields]
 
-    w.writerows(map(values, rows) if len(fields) > 1 else ([r.get(f, "") for f in fields] for r in rows))
+    return csv_text(fields, map(values, rows) if len(fields) > 1 else ([r.get(f, "") for f in fields] for r in rows))
+
+
+def csv_text(fields: tuple[str, ...], lines: Iterable[Sequence[Any]]) -> str:
+    """A file of ``lines`` already in the order of ``fields``."""
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(fields)
+    w.writerows(lines)
     return out.getvalue()
 
 

@@ -14,6 +14,7 @@ fee income sum to zero. docs/clearing.md.
 from __future__ import annotations
 
 from collections import Counter
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from .. import timefmt
@@ -27,6 +28,7 @@ from ..clearing_files import (
     REPORTS_BOX,
     REVERSED,
     clearing_day,
+    csv_text,
     from_csv,
     receive,
     issuer_box,
@@ -49,6 +51,11 @@ DECISION = {MATCHED: "M", NO_AUTHORIZATION: "N", REVERSED: "R", AMOUNT_DIFFERS: 
 MATCH_OF = {v: k for k, v in DECISION.items()}
 REJECTED = {"D": "duplicate presentment", "X": "no issuer for the card's BIN", "U": "unknown acquirer", "K": "unknown kind"}
 REJECT_LETTER = {v: k for k, v in REJECTED.items()}
+
+
+# A forwarded item's line: the presentment's fields, then what clearing added, in this order (_forward).
+FORWARDED_ADDED = ("issuer", "match", "interchange_fen", "acquirer_fee_fen", "issuer_fee_fen", "clearing_day", "source_file")
+assert CLEARING_FIELDS == PRESENTMENT_FIELDS + FORWARDED_ADDED
 
 
 def position_account(institution_id: str) -> int:
@@ -240,27 +247,22 @@ def _forward(switch: "Switch", rows, decisions: str, day: str, outputs: dict[str
     """The issuers' clearing files of one presentment file, and its totals per (acquirer, issuer).
     ``routes``: each row's issuer, when the caller has looked them up."""
     rates = switch.config.rates
-    per_issuer: dict[str, list[dict[str, Any]]] = {}
+    per_issuer: dict[str, list[tuple[Any, ...]]] = {}  # each a line of CLEARING_FIELDS
     totals: dict[tuple[str, str], dict[str, int]] = {}
     if routes is None:
         routes = [switch.route(row["pan"]) for row in rows]
+    presented = itemgetter(*PRESENTMENT_FIELDS)
     for row, letter, issuer in zip(rows, decisions, routes):
         if letter not in MATCH_OF:
             continue
         route = switch.config.issuers[issuer]
         sale = row["kind"] == "sale"
         amount = row["amount_fen"]
+        interchange = rates.interchange.of(amount) if sale else 0
         scheme_fee = rates.scheme_fee.of(amount) if sale else 0  # taken from each side alike
-        item = dict(
-            row,
-            issuer=route.institution_id,
-            match=MATCH_OF[letter],
-            interchange_fen=rates.interchange.of(amount) if sale else 0,
-            acquirer_fee_fen=scheme_fee,
-            issuer_fee_fen=scheme_fee,
-            clearing_day=day,
+        per_issuer.setdefault(issuer, []).append(
+            presented(row) + (route.institution_id, MATCH_OF[letter], interchange, scheme_fee, scheme_fee, day, row["source_file"])
         )
-        per_issuer.setdefault(issuer, []).append(item)
         pair = (row["acquirer_id"], route.institution_id)
         t = totals.get(pair)
         if t is None:
@@ -271,11 +273,11 @@ def _forward(switch: "Switch", rows, decisions: str, day: str, outputs: dict[str
         else:
             t["credits"] += amount
             t["credits_count"] += 1
-        t["interchange"] += item["interchange_fen"]
-        t["acquirer_fee"] += item["acquirer_fee_fen"]
-        t["issuer_fee"] += item["issuer_fee_fen"]
+        t["interchange"] += interchange
+        t["acquirer_fee"] += scheme_fee
+        t["issuer_fee"] += scheme_fee
     effects: list[Effect] = [
-        Publish(issuer_box(issuer), outputs[issuer], to_csv(items, CLEARING_FIELDS)) for issuer, items in sorted(per_issuer.items())
+        Publish(issuer_box(issuer), outputs[issuer], csv_text(CLEARING_FIELDS, lines)) for issuer, lines in sorted(per_issuer.items())
     ]
     return effects, totals
 
@@ -364,7 +366,7 @@ def report(switch_id: str, record: dict[str, Any]) -> list[Publish]:
     rows.append({"day": day, "member": switch_id, "role": "scheme", "sales_count": "", "sales_fen": "", "credits_count": "",
                  "credits_fen": "", "interchange_fen": "", "scheme_fee_fen": fees, "net_position_fen": fees})
     total = sum(int(r["net_position_fen"]) for r in rows)
-    csv_text = to_csv(rows, REPORT_FIELDS)
+    report_csv = to_csv(rows, REPORT_FIELDS)
     lines = [
         f"posnet scheme settlement report  清算日 {day[:4]}-{day[4:6]}-{day[6:]}",
         f"cycle closed {timefmt.stamp(record['closed_ms'])} CST; {record['items']} presentments in {len(record['files'])} files,"
@@ -381,5 +383,5 @@ def report(switch_id: str, record: dict[str, Any]) -> list[Publish]:
     if record["matches"]:
         lines.append("matching: " + ", ".join(f"{k} {v}" for k, v in sorted(record["matches"].items())))
     name = f"settlement_{switch_id}_{day}"
-    return [Publish(REPORTS_BOX, name + ".csv", csv_text), Publish(REPORTS_BOX, name + ".txt", "\n".join(lines) + "\n")]
+    return [Publish(REPORTS_BOX, name + ".csv", report_csv), Publish(REPORTS_BOX, name + ".txt", "\n".join(lines) + "\n")]
 
