@@ -22,6 +22,7 @@ commit together with the party's other records (persist, then speak).
 from __future__ import annotations
 
 import sqlite3
+from operator import itemgetter
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -234,7 +235,7 @@ class SqliteLedgerStore:
         if changes.expiries:
             conn.executemany(
                 "INSERT INTO ledger_expiries (pending_id, timestamp_ms) VALUES (?, ?)",
-                sorted((str(pid), ts) for pid, ts in changes.expiries),  # in key order: see PartyStore.commit
+                sorted(((str(pid), ts) for pid, ts in changes.expiries), key=itemgetter(0)),  # in key order: see PartyStore.commit
             )
 
     def load(self, verify: bool = True) -> Ledger:
