@@ -80,7 +80,7 @@ from posnet import clearing_files as cf  # noqa: E402
 from posnet import config as cfg  # noqa: E402
 from posnet import timefmt  # noqa: E402
 from posnet.acquirer.settlement import presentment  # noqa: E402
-from posnet.effects import RECORD_TYPES, Command, LedgerWrite, Publish, Put, TimerFired  # noqa: E402
+from posnet.effects import RECORD_TYPES, Command, LedgerWrite, Publish, Put, SetTimer, TimerFired  # noqa: E402
 from posnet.issuer.accounts import INTERCHANGE_INCOME_ACCOUNT, SCHEME_SETTLEMENT_ACCOUNT  # noqa: E402
 from posnet.issuer.core import HOLD_EXPIRY_TIMER, Issuer  # noqa: E402
 from posnet.ledger import CreateTransferResult, Transfer, TransferFlags, chart  # noqa: E402
@@ -485,8 +485,15 @@ def child_expiry(args, folder: Path) -> list[dict[str, Any]]:
 
     checks: list[str] = []
     ph = Phase("issuer: expiry sweep", args.profile == "expiry", args.no_gc)
-    effects = ph.run("handle", lambda: issuer.handle(TimerFired(HOLD_EXPIRY_TIMER), EXPIRY_SWEEP_MS))
-    ph.run("commit", lambda: store.commit(records_of(effects)))
+    effects: list[Any] = []
+    slices = 0
+    while True:  # one input per slice (IssuerConfig.expiry_slice): the timer re-armed at once fires again
+        part = ph.run("handle", lambda: issuer.handle(TimerFired(HOLD_EXPIRY_TIMER), EXPIRY_SWEEP_MS))
+        ph.run("commit", lambda: store.commit(records_of(part)))
+        effects += part
+        slices += 1
+        if not any(isinstance(e, SetTimer) and e.key == HOLD_EXPIRY_TIMER and e.at_ms <= EXPIRY_SWEEP_MS for e in part):
+            break
     check(all(a["status"] == "expired" for a in issuer.auths.values()), f"{n:,} auths expired", checks)
     check(all(issuer.ledger.pending_status(a["hold_id"]) == "expired" for a in issuer.auths.values()), "every hold expired in the ledger", checks)
     check(issuer.ledger.totals(chart.CNY)[0] == 0, "nothing pending in the ledger", checks)
@@ -497,7 +504,7 @@ def child_expiry(args, folder: Path) -> list[dict[str, Any]]:
     check("尾号" in one["text"] and "解冻" in one["text"] and one["card"].count("*") >= 6, "an SMS reads as an expiry, card masked", checks)
     check(count_rows(store, "SELECT count(*) FROM records WHERE tbl = 'sms_outbox'") == n, "the SMS in the store's outbox", checks)
     check(count_rows(store, "SELECT count(*) FROM ledger_expiries") == n, f"{n:,} expiries in the store's ledger", checks)
-    result = ph.result(rows=n, checks=checks, sms=len(sms), output_s=runtime_output(issuer, store, where, folder / "clearing", effects))
+    result = ph.result(rows=n, checks=checks, sms=len(sms), slices=slices, output_s=runtime_output(issuer, store, where, folder / "clearing", effects))
     store.close()
     check(restarted_statuses(args, where, EXPIRY_SWEEP_MS) == {"expired": n}, "a restarted issuer reads every auth as expired", checks)
     return [result]

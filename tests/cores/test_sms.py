@@ -4,7 +4,8 @@ from dataclasses import replace
 
 import pytest
 
-from posnet.effects import Command, Delete, Put
+from posnet.effects import Command, Delete, Put, SetTimer, TimerFired
+from posnet.issuer.core import HOLD_EXPIRY_TIMER
 from posnet.issuer import sms
 from posnet.terminal.core import Card
 
@@ -228,3 +229,23 @@ def test_the_simulators_rule_finds_a_money_event_without_its_sms_and_an_sms_with
     assert sms_rule.check(issuer, missing) == [f"bank-a: money event {hold['id']} of 622202******0001 has no SMS"]
     extra = {**rows, "99": {**hold, "id": "99"}}
     assert sms_rule.check(issuer, extra) == ["bank-a: SMS 99 (hold, 622202******0001) tells of no money event"]
+
+
+def test_a_big_sweep_goes_in_slices_each_hold_released_and_told_once(signed_on, card):
+    world = signed_on
+    issuer = world.parties[ISSUER].core
+    issuer.config = replace(issuer.config, expiry_slice=2)
+    start = issuer.balance_of_card(card.pan)
+    for amount in (100, 200, 300, 400, 500):
+        assert world.command(POS, "sale", card=card, pin=PIN, amount_fen=amount).done.ok
+    due_ms = world.now_ms + 49 * 3600_000
+    slices = []
+    for _ in range(3):  # the issuer's own timer, as the driver fires it
+        effects = issuer.handle(TimerFired(HOLD_EXPIRY_TIMER), due_ms)
+        slices.append(sum(1 for e in effects if isinstance(e, Put) and e.table == sms.OUTBOX))
+        again = [e for e in effects if isinstance(e, SetTimer) and e.key == HOLD_EXPIRY_TIMER]
+        assert bool(again and again[0].at_ms <= due_ms) == (len(slices) < 3), "re-armed at once while holds are due"
+    assert slices == [2, 2, 1], "each input releases at most expiry_slice holds, each told once"
+    assert issuer.balance_of_card(card.pan) == start, "every hold released"
+    assert all(a["status"] == "expired" for a in issuer.auths.values() if a["kind"] == "sale")
+    assert issuer.handle(TimerFired(HOLD_EXPIRY_TIMER), due_ms) == [], "nothing left to release"

@@ -147,6 +147,7 @@ def _sale(issuer: "Issuer", row, recon, touched, effects: list[Effect], now_ms: 
             posting = (post.id, *issuer.ledger.create_transfers([post], now_ms))
         post_id, result = posting
         if result in OK:
+            issuer.forget_hold(auth["hold_id"])
             auth["status"], auth["posted_fen"] = "posted", posted  # no record: the ledger's posting is it (Issuer._follow_holds)
             recon["matched_count"] += 1
             recon["matched_fen"] += amount

@@ -57,6 +57,9 @@ class IssuerConfig:
     cards: dict[str, CardRecord] = field(default_factory=dict)
     opening_balances_fen: dict[int, int] = field(default_factory=dict)  # account id -> balance
     hold_expiry_s: int = 48 * 3600
+    # At most this many holds released by one input; the rest by the next, at once. A sweep of a
+    # million holds (after a stop, or a clock advanced) then leaves the issuer answering sales between slices.
+    expiry_slice: int = 20_000
     pin_tries_limit: int = 3
     cutoff: time = time(23, 0)  # the daily cut-off: the reconciliation report of the day
     display_name: str = ""  # the bank's name to its cardholders: the 【】 of its SMS (default: name)
@@ -76,6 +79,7 @@ class Issuer:
         self.pin_tries: dict[str, dict[str, Any]] = {}  # PAN -> {"count", "day"}
         self.counters: dict[str, int] = {"auth": 0}
         self._expiry_armed_ms: int | None = None
+        self._hold_keys: dict[int, str] = {}  # hold id -> its authorization's key, for the holds placed
         self.sms_outbox: dict[str, dict[str, Any]] = {}  # event id -> SMS not yet on every channel
         self._sms_out: list[Put] = []  # SMS of the input being handled
         # Clearing (issuer/clearing.py): files posted, the open days' reconciliation, the cut-off.
@@ -89,6 +93,8 @@ class Issuer:
     def restore(self, tables: dict[str, dict[str, dict[str, Any]]], now_ms: int) -> list[Effect]:
         self.auths = {k: dict(v) for k, v in tables.get("auths", {}).items()}
         self._follow_holds()
+        pending = self.ledger.pending_status
+        self._hold_keys = {a["hold_id"]: k for k, a in self.auths.items() if a.get("hold_id") and pending(a["hold_id"]) == "pending"}
         self.pin_tries = {k: dict(v) for k, v in tables.get("pin_tries", {}).items()}
         self.counters.update(tables.get("state", {}).get("counters", {}))
         self.sms_outbox, delivered = sms.restore(tables.get(sms.OUTBOX, {}), self.config.sms_channels)
@@ -164,7 +170,7 @@ class Issuer:
             effects = self._request(event.source, event.frame, now_ms)
         elif isinstance(event, TimerFired) and event.key == HOLD_EXPIRY_TIMER:
             self._expiry_armed_ms = None
-            effects = self._expire(now_ms)
+            effects = self._expire(now_ms, self.config.expiry_slice)
         elif isinstance(event, Command) and event.name == CLEARING_FILE:
             effects = clearing.post_file(self, str(event.args["name"]), str(event.args["text"]), now_ms)
         elif isinstance(event, TimerFired) and event.key == CUTOFF_TIMER:
@@ -191,8 +197,12 @@ class Issuer:
                 self._sms_out.append(put)
 
     def expire_due(self, now_ms: int) -> list[Effect]:
-        """Release the holds whose time is up (before clearing meets them)."""
-        return self._expire(now_ms)
+        """Release every hold whose time is up, in one input (before clearing meets them)."""
+        return self._expire(now_ms, None)
+
+    def forget_hold(self, hold_id: int) -> None:
+        """A hold posted by clearing: no expiry will look for its authorization."""
+        self._hold_keys.pop(hold_id, None)
 
     def notify_posted(self, auth: dict[str, Any], amount_fen: int, event_id: int, now_ms: int) -> None:
         """A hold posted by clearing: an SMS only when the issuer's ``sms_on_post`` says so (unasked,
@@ -216,13 +226,14 @@ class Issuer:
         self._expiry_armed_ms = nxt
         return [SetTimer(HOLD_EXPIRY_TIMER, nxt)]
 
-    def _expire(self, now_ms: int) -> list[Effect]:
-        expired = set(self.ledger.expire_pending(now_ms))
+    def _expire(self, now_ms: int, limit: int | None) -> list[Effect]:
+        """Release the holds due (the ``limit`` earliest; ``_arm_expiry`` then re-arms the timer
+        at once for the rest)."""
         effects: list[Effect] = []
-        if not expired:  # the usual case (each clearing file asks first): no pass over every authorization
-            return effects
-        for key, auth in self.auths.items():
-            if auth.get("hold_id") not in expired:
+        for hold_id in self.ledger.expire_pending(now_ms, limit):
+            key = self._hold_keys.pop(hold_id, None)
+            auth = self.auths.get(key) if key is not None else None
+            if auth is None or auth.get("hold_id") != hold_id:
                 continue
             self._notify("expiry", auth, auth["amount_fen"], sms.expiry_event_id(auth["hold_id"]), now_ms)
             if auth["status"] == "held":
@@ -384,6 +395,7 @@ class Issuer:
         if result not in (CreateTransferResult.OK, CreateTransferResult.EXISTS):
             return RC.SYSTEM_MALFUNCTION, auth
         auth.update(status="held", hold_id=hold_id, auth_code=self._next_auth_code(), refunded_fen=0)
+        self._hold_keys[hold_id] = key
         # What the cardholder's SMS names, now and at the hold's release or expiry.
         auth.update(merchant=(req.get(43) or "").strip(), merchant_id=(req.get(42) or "").strip(), at_ms=now_ms)
         self._notify("hold", auth, amount, hold_id, now_ms)
@@ -395,7 +407,10 @@ class Issuer:
         # Accounts, amount, ledger and code 0: taken from the pending transfer, as TigerBeetle does.
         void = Transfer(derive_id(transfer_key), 0, 0, 0, 0, 0, TransferFlags.VOID_PENDING, pending_id=hold_id)
         (result,) = self.ledger.create_transfers([void], now_ms)
-        return void.id if result in (CreateTransferResult.OK, CreateTransferResult.EXISTS) else None
+        if result not in (CreateTransferResult.OK, CreateTransferResult.EXISTS):
+            return None  # e.g. past its time: the expiry releases it, and tells the cardholder
+        self.forget_hold(hold_id)
+        return void.id
 
     def _void(self, original_key, original, auth, amount, now_ms) -> tuple[str, dict[str, Any]]:
         if original["status"] != "held":
@@ -521,6 +536,7 @@ class Issuer:
             effects.append(Trace(sale["rrn"], "void reversed: hold placed again with an overdraft advance", {"advance_fen": advanced}))
         if result in (CreateTransferResult.OK, CreateTransferResult.EXISTS):
             sale.update(status="held", hold_id=hold_id)
+            self._hold_keys[hold_id] = sale_key
             effects.append(Put("auths", sale_key, sale))
             self._notify("void-reversal", sale, sale["amount_fen"], hold_id, now_ms)
         else:

@@ -677,8 +677,9 @@ class Ledger:
 
     # ----------------------------------------------------------------- expiry
 
-    def expire_pending(self, now_ms: int) -> list[int]:
-        """Release every pending transfer whose timeout has passed; return their ids.
+    def expire_pending(self, now_ms: int, limit: int | None = None) -> list[int]:
+        """Release every pending transfer whose timeout has passed (the ``limit`` earliest, when
+        given: ``next_expiry_ms`` then tells whether more are due); return their ids.
 
         A pending transfer expires when ``timestamp_ms + timeout_s * 1000 <= now``.
         Each one expires once; the expiry is recorded in the change set.
@@ -692,7 +693,8 @@ class Ledger:
         status = self._status
         transfers = self._transfers
         accounts = self._accounts
-        while heap and heap[0][0] <= now:
+        room = len(heap) if limit is None else limit
+        while heap and heap[0][0] <= now and len(out) < room:
             exp, _seq, pid = heapq.heappop(heap)
             if status.get(pid) != PENDING:
                 continue
