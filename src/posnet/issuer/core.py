@@ -57,9 +57,10 @@ class IssuerConfig:
     cards: dict[str, CardRecord] = field(default_factory=dict)
     opening_balances_fen: dict[int, int] = field(default_factory=dict)  # account id -> balance
     hold_expiry_s: int = 48 * 3600
-    # At most this many holds released by one input; the rest by the next, at once. A sweep of a
-    # million holds (after a stop, or a clock advanced) then leaves the issuer answering sales between slices.
-    expiry_slice: int = 20_000
+    # At most this many holds released by one input (a few seconds of work); the rest by the next, at
+    # once. A sweep of a million holds (after a stop, or a clock advanced) then leaves the issuer answering
+    # sales between slices; smaller slices cost more commits (docs/performance.md).
+    expiry_slice: int = 100_000
     pin_tries_limit: int = 3
     cutoff: time = time(23, 0)  # the daily cut-off: the reconciliation report of the day
     display_name: str = ""  # the bank's name to its cardholders: the 【】 of its SMS (default: name)
