@@ -51,7 +51,6 @@ result cannot pass.
 from __future__ import annotations
 
 import argparse
-from collections import Counter
 import asyncio
 import cProfile
 import gc
@@ -64,6 +63,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable

@@ -1,11 +1,12 @@
 """The scheme's clearing (清算): presentments matched, forwarded, and the day's net positions.
 
-A presentment file from an acquirer is cleared as it arrives: each item is
-matched with the authorization log, routed to its issuer by BIN, priced
-(interchange from the acquirer to the issuer, the scheme's fee from each),
-and the issuers get one clearing file each. The money is booked in the
-switch's ledger on the members' position accounts, one linked chain per file
-and issuer. At the daily cut-off the cycle closes: every member's position is
+A presentment file from an acquirer is taken as it arrives (its text kept,
+its items waiting in the open cycle) and cleared at the daily cut-off: each
+item is matched with the authorization log, routed to its issuer by BIN,
+priced (interchange from the acquirer to the issuer, the scheme's fee from
+each), and the issuers get one clearing file each. The money is booked in
+the switch's ledger on the members' position accounts, one linked chain per
+acquirer and issuer. Then the cycle closes: every member's position is
 brought to zero against the settlement account, and the settlement report
 (CSV and text) says who pays and who is paid; its positions and the scheme's
 fee income sum to zero. docs/clearing.md.
