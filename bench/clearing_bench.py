@@ -82,6 +82,7 @@ from posnet import timefmt  # noqa: E402
 from posnet.acquirer.settlement import presentment  # noqa: E402
 from posnet.effects import RECORD_TYPES, Command, LedgerWrite, Publish, Put, SetTimer, TimerFired  # noqa: E402
 from posnet.issuer.accounts import INTERCHANGE_INCOME_ACCOUNT, SCHEME_SETTLEMENT_ACCOUNT  # noqa: E402
+from posnet.issuer import sms as issuer_sms  # noqa: E402
 from posnet.issuer.core import HOLD_EXPIRY_TIMER, Issuer  # noqa: E402
 from posnet.ledger import CreateTransferResult, Transfer, TransferFlags, chart  # noqa: E402
 from posnet.ledger.ids import derive_id  # noqa: E402
@@ -500,8 +501,8 @@ def child_expiry(args, folder: Path) -> list[dict[str, Any]]:
     check(available_fen(issuer) == opening_fen(issuer), "every cardholder whole again", checks)
     sms = [e.value for e in effects if isinstance(e, Put) and e.table == "sms_outbox"]
     check(len(sms) == n == len({s["id"] for s in sms}), f"{n:,} SMS, one per released hold", checks)
-    one = sms[0]
-    check("尾号" in one["text"] and "解冻" in one["text"] and one["card"].count("*") >= 6, "an SMS reads as an expiry, card masked", checks)
+    words = issuer_sms.text(issuer_sms.bank_of(issuer.config), sms[0])
+    check("尾号" in words and "解冻" in words and sms[0]["card"].count("*") >= 6, "an SMS reads as an expiry, card masked", checks)
     check(count_rows(store, "SELECT count(*) FROM records WHERE tbl = 'sms_outbox'") == n, "the SMS in the store's outbox", checks)
     check(count_rows(store, "SELECT count(*) FROM ledger_expiries") == n, f"{n:,} expiries in the store's ledger", checks)
     result = ph.result(rows=n, checks=checks, sms=len(sms), slices=slices, output_s=runtime_output(issuer, store, where, folder / "clearing", effects))

@@ -16,9 +16,11 @@ MERCHANT = "posnet 测试商户"
 
 
 def outbox(world, party=ISSUER):
-    """The issuer's SMS as committed, oldest first (nobody delivers them in this world)."""
+    """The issuer's SMS as committed, in the outbox's order (nobody delivers them in this world), each
+    with its key and its words as the notifier puts them together."""
+    bank = sms.bank_of(world.parties[party].core.config)
     rows = world.tables(party).get(sms.OUTBOX, {})
-    return sorted(rows.values(), key=lambda r: r["at_ms"])
+    return [{**row, "key": key, "text": sms.text(bank, row)} for key, row in sorted(rows.items())]
 
 
 def events(world):
@@ -40,7 +42,8 @@ def test_a_sale_tells_the_cardholder_card_tail_amount_merchant_time_and_balance(
     assert card.pan not in msg["text"] and "622202" not in msg["text"], "the card shows only as 尾号 + last four"
     assert msg["phone"] == "13800000001" and msg["card"] == "622202******0001"
     (auth,) = [a for a in world.parties[ISSUER].core.auths.values() if a["kind"] == "sale"]
-    assert msg["id"] == str(auth["hold_id"]), "keyed by the hold's transfer id"
+    assert msg["id"] == str(auth["hold_id"]), "the SMS is the hold's: its id is the hold's transfer id"
+    assert "text" not in world.tables(ISSUER)[sms.OUTBOX][msg["key"]], "the row keeps the facts; the words are put together at delivery"
 
 
 def test_the_sms_is_committed_with_the_money_it_tells_of(world):
@@ -157,11 +160,11 @@ def test_the_row_leaves_the_outbox_once_every_channel_has_it(signed_on, card):
     issuer.config = replace(issuer.config, sms_channels=(sms.INBOX, sms.WEBHOOK))
     world.command(POS, "sale", card=card, pin=PIN, amount_fen=100)
     (row,) = outbox(world)
-    inbox_done = issuer.handle(Command(sms.DELIVERED, {"ids": [row["id"]], "channel": sms.INBOX}), world.now_ms)
+    inbox_done = issuer.handle(Command(sms.DELIVERED, {"keys": [row["key"]], "channel": sms.INBOX}), world.now_ms)
     assert [(type(e), e.value["delivered"]) for e in inbox_done if isinstance(e, Put)] == [(Put, ["inbox"])]
-    webhook_done = issuer.handle(Command(sms.DELIVERED, {"id": row["id"], "channel": sms.WEBHOOK}), world.now_ms)
-    assert webhook_done == [Delete(sms.OUTBOX, row["id"])]
-    again = issuer.handle(Command(sms.DELIVERED, {"id": row["id"], "channel": sms.WEBHOOK}), world.now_ms)
+    webhook_done = issuer.handle(Command(sms.DELIVERED, {"keys": [row["key"]], "channel": sms.WEBHOOK}), world.now_ms)
+    assert webhook_done == [Delete(sms.OUTBOX, row["key"])]
+    again = issuer.handle(Command(sms.DELIVERED, {"keys": [row["key"]], "channel": sms.WEBHOOK}), world.now_ms)
     assert again == [], "a second report after the row left changes nothing"
 
 
@@ -172,9 +175,21 @@ def test_a_restarted_issuer_keeps_its_undelivered_sms_and_sends_none_twice(signe
     world.crash(ISSUER)
     world.restart(ISSUER)
     assert outbox(world) == before
-    assert set(world.parties[ISSUER].core.sms_outbox) == {r["id"] for r in before}
+    assert set(world.parties[ISSUER].core.sms_outbox) == {r["key"] for r in before}
     world.command(POS, "inquiry", card=card, pin=PIN)
     assert outbox(world) == before, "an inquiry moves no money"
+
+
+def test_the_outbox_keeps_the_order_the_sms_were_written_in_across_a_restart(signed_on, card):
+    world = signed_on
+    for amount in (100, 200):
+        assert world.command(POS, "sale", card=card, pin=PIN, amount_fen=amount).done.ok
+    world.crash(ISSUER)
+    world.restart(ISSUER)
+    assert world.command(POS, "sale", card=card, pin=PIN, amount_fen=300).done.ok
+    rows = outbox(world)
+    assert [r["amount_fen"] for r in rows] == [100, 200, 300], "oldest first: the order of the keys"
+    assert [r["key"] for r in rows] == ["000000000001", "000000000002", "000000000003"], "the sequence goes on after the restart"
 
 
 def test_rows_every_channel_had_are_removed_at_start():
@@ -189,9 +204,9 @@ def test_posted_is_told_only_when_the_bank_says_so(world):
     auth = {"pan": card.pan, "rrn": "000000000001", "merchant": MERCHANT, "at_ms": world.now_ms}
     later = world.now_ms + 15 * 3600_000
     assert sms.posted(issuer.config, auth, card, 1234, 42, later, 998766) is None
-    put = sms.posted(replace(issuer.config, sms_on_post=True), auth, card, 1234, 42, later, 998766)
-    assert put.key == "42"
-    assert put.value["text"] == f"【甲银行】您尾号0001的卡11月24日10:00在{MERCHANT}消费人民币12.34元已于11月25日01:00入账，可用余额9987.66元。"
+    row = sms.posted(replace(issuer.config, sms_on_post=True), auth, card, 1234, 42, later, 998766)
+    assert row["id"] == "42"
+    assert sms.text("甲银行", row) == f"【甲银行】您尾号0001的卡11月24日10:00在{MERCHANT}消费人民币12.34元已于11月25日01:00入账，可用余额9987.66元。"
 
 
 @pytest.mark.parametrize(
@@ -205,8 +220,8 @@ def test_the_display_name_signs_the_sms_and_a_merchant_without_a_name_is_named_b
     issuer = world.parties[ISSUER].core
     config = replace(issuer.config, display_name="posnet银行")
     card = issuer.config.cards["6222020000000001"]
-    put = sms.notice(config, "hold", {"pan": card.pan, "merchant_id": "898310148160001"}, card, 100, 7, world.now_ms, 0)
-    assert put.value["text"].startswith("【posnet银行】您尾号0001的卡于11月24日10:00在商户898310148160001消费人民币1.00元")
+    row = sms.notice(config, "hold", {"pan": card.pan, "merchant_id": "898310148160001"}, card, 100, 7, world.now_ms, 0)
+    assert sms.text(sms.bank_of(config), row).startswith("【posnet银行】您尾号0001的卡于11月24日10:00在商户898310148160001消费人民币1.00元")
 
 
 def test_every_event_has_its_wording_and_no_release_reads_like_a_charge():
@@ -224,11 +239,13 @@ def test_the_simulators_rule_finds_a_money_event_without_its_sms_and_an_sms_with
     issuer = world.parties[ISSUER].core
     rows = world.tables(ISSUER)[sms.OUTBOX]
     assert sms_rule.check(issuer, rows) == []
-    hold = next(r for r in rows.values() if r["event"] == "hold")
-    missing = {k: v for k, v in rows.items() if k != hold["id"]}
+    hold_key, hold = next((k, r) for k, r in rows.items() if r["event"] == "hold")
+    missing = {k: v for k, v in rows.items() if k != hold_key}
     assert sms_rule.check(issuer, missing) == [f"bank-a: money event {hold['id']} of 622202******0001 has no SMS"]
-    extra = {**rows, "99": {**hold, "id": "99"}}
+    extra = {**rows, "000000000099": {**hold, "id": "99"}}
     assert sms_rule.check(issuer, extra) == ["bank-a: SMS 99 (hold, 622202******0001) tells of no money event"]
+    twice = {**rows, "000000000099": hold}
+    assert sms_rule.check(issuer, twice) == [f"bank-a: money event {hold['id']} of 622202******0001 told twice (outbox row 000000000099)"]
 
 
 def test_a_big_sweep_goes_in_slices_each_hold_released_and_told_once(signed_on, card):

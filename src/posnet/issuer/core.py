@@ -81,7 +81,8 @@ class Issuer:
         self.counters: dict[str, int] = {"auth": 0}
         self._expiry_armed_ms: int | None = None
         self._hold_keys: dict[int, str] = {}  # hold id -> its authorization's key, for the holds placed
-        self.sms_outbox: dict[str, dict[str, Any]] = {}  # event id -> SMS not yet on every channel
+        self.sms_outbox: dict[str, dict[str, Any]] = {}  # outbox key -> SMS not yet on every channel
+        self._sms_seq = 0  # the newest outbox key's number
         self._sms_out: list[Put] = []  # SMS of the input being handled
         # Clearing (issuer/clearing.py): files posted, the open days' reconciliation, the cut-off.
         self.files_in: dict[str, dict[str, Any]] = {}
@@ -99,6 +100,7 @@ class Issuer:
         self.pin_tries = {k: dict(v) for k, v in tables.get("pin_tries", {}).items()}
         self.counters.update(tables.get("state", {}).get("counters", {}))
         self.sms_outbox, delivered = sms.restore(tables.get(sms.OUTBOX, {}), self.config.sms_channels)
+        self._sms_seq = sms.last_seq(tables.get(sms.OUTBOX, {}))
         self.files_in = {k: dict(v) for k, v in tables.get("clearing_files_in", {}).items()}
         self.recon = {k: dict(v) for k, v in tables.get("reconciliation", {}).items() if "closed_ms" not in v}
         self.closed_cutoff_ms = tables.get("state", {}).get("cutoff", {}).get("closed_cutoff_ms")
@@ -156,10 +158,7 @@ class Issuer:
         return [LedgerWrite(changes)] if changes else []
 
     def available_fen(self, account_id: int) -> int:
-        a = self.ledger.account(account_id)
-        if a is None:
-            return 0
-        return a.credits_posted - a.debits_posted - a.debits_pending
+        return self.ledger.available(account_id) or 0
 
     def balance_of_card(self, pan: str) -> int:
         return self.available_fen(self.config.cards[pan].account_id)
@@ -186,16 +185,22 @@ class Issuer:
         if self._sms_out:  # in the same commit as the money movement they tell of
             effects += self._sms_out
             self._sms_out = []
-        sms.track(self.sms_outbox, effects)
         return effects + self._arm_expiry()
 
     def _notify(self, event: str, sale: dict[str, Any], amount_fen: int, event_id: int, now_ms: int) -> None:
         """The cardholder's SMS of one money event of ``sale``'s card (issuer/sms.py)."""
         card = self.config.cards.get(sale["pan"])
         if card is not None:
-            put = sms.notice(self.config, event, sale, card, amount_fen, event_id, now_ms, self.available_fen(card.account_id))
-            if put is not None:
-                self._sms_out.append(put)
+            self._to_outbox(sms.notice(self.config, event, sale, card, amount_fen, event_id, now_ms, self.available_fen(card.account_id)))
+
+    def _to_outbox(self, row: dict[str, Any] | None) -> None:
+        """An SMS into the outbox, as the next row of its sequence, committed with the input's money."""
+        if row is None:
+            return
+        self._sms_seq += 1
+        key = sms.outbox_key(self._sms_seq)
+        self.sms_outbox[key] = row
+        self._sms_out.append(Put(sms.OUTBOX, key, row))
 
     def expire_due(self, now_ms: int) -> list[Effect]:
         """Release every hold whose time is up, in one input (before clearing meets them)."""
@@ -211,9 +216,7 @@ class Issuer:
         card = self.config.cards.get(auth["pan"])
         if card is None or not self.config.sms_on_post:
             return
-        put = sms.posted(self.config, auth, card, amount_fen, event_id, now_ms, self.available_fen(card.account_id))
-        if put is not None:
-            self._sms_out.append(put)
+        self._to_outbox(sms.posted(self.config, auth, card, amount_fen, event_id, now_ms, self.available_fen(card.account_id)))
 
     def notify_credited(self, row: dict[str, Any], card: CardRecord, event_id: int, now_ms: int) -> None:
         """A credit that came by clearing (a refund presented with no authorization, a manual credit)."""

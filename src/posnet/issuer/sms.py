@@ -1,18 +1,24 @@
 """SMS to the cardholder (动账通知): what the issuer tells the card's phone when its money moves.
 
 One money event, one SMS. Each message is a record of the ``sms_outbox``
-table keyed by the id of the money event — the ledger transfer of the hold,
-of its release (void or reversal), of the refund credit, of the posting, or
-the id derived from the hold for its expiry — written in the same commit as
-the movement itself. The same event can therefore never yield two messages,
-and a message is never lost: it waits in the outbox until every channel
-(the local inbox, the SMS gateway's webhook) has it. The notifier
-(``posnet.runtime.notifier``) delivers; the core is told with the command
-``sms-delivered`` and removes the row once every channel has it.
+table, written in the same commit as the movement itself, so a message is
+never lost: it waits in the outbox until every channel (the local inbox, the
+SMS gateway's webhook) has it. Its ``id`` is the id of the money event — the
+ledger transfer of the hold, of its release (void or reversal), of the refund
+credit, of the posting, or the id derived from the hold for its expiry — and
+the ledger moves money once per event, so an event is told once; the inbox
+and the gateway take an SMS by that id (once only). The row's key is the
+outbox's own sequence (``000000000001``, ...), so rows are delivered in the
+order they were written, also after a restart, and a sweep's rows land
+together at the end of the table. The notifier (``posnet.runtime.notifier``)
+delivers; the core is told with the command ``sms-delivered`` and removes
+the row once every channel has it.
 
-The wording follows the banks' (docs/sms.md): the bank's name in 【】, the
-card only as 尾号 and its last four digits, the time in China Standard Time,
-the amount in 人民币 yuan, the merchant, and the available balance after the
+A row holds the event's facts (card masked, merchant, amounts, balance,
+times); the words are put together when it is delivered (``text``). The
+wording follows the banks' (docs/sms.md): the bank's name in 【】, the card
+only as 尾号 and its last four digits, the time in China Standard Time, the
+amount in 人民币 yuan, the merchant, and the available balance after the
 movement. A card without a phone number gets no SMS (it has not signed up for
 动账通知).
 """
@@ -27,7 +33,7 @@ from ..effects import Delete, Effect, Put, mask_pan
 from ..ledger.ids import derive_id
 
 OUTBOX = "sms_outbox"
-DELIVERED = "sms-delivered"  # the notifier's command: {"ids": [...], "channel": "inbox"} (or "id")
+DELIVERED = "sms-delivered"  # the notifier's command: {"keys": [outbox keys], "channel": "inbox"}
 INBOX = "inbox"  # the cardholder's phone, a SQLite file in the issuer's folder
 WEBHOOK = "webhook"  # the SMS gateway, over HTTP
 
@@ -74,40 +80,49 @@ def expiry_event_id(hold_id: int) -> int:
     return derive_id("expiry", str(hold_id))
 
 
-def text(bank: str, event: str, pan: str, amount_fen: int, balance_fen: int, merchant: str, at_ms: int, since_ms: int | None = None) -> str:
-    body = WORDING[event].format(
-        t=when(at_ms), t0=when(since_ms if since_ms is not None else at_ms), m=merchant, a=yuan(amount_fen), b=yuan(balance_fen)
+SINCE_EVENTS = frozenset(e for e, words in WORDING.items() if "{t0}" in words)  # told with the purchase's time
+
+
+def text(bank: str, row: dict[str, Any]) -> str:
+    """The words of the SMS of outbox ``row``, from bank ``bank`` (the issuer's display name)."""
+    if "text" in row:  # a row written before the words were put together at delivery
+        return str(row["text"])
+    at_ms = row["at_ms"]
+    body = WORDING[row["event"]].format(
+        t=when(at_ms), t0=when(row.get("since_ms", at_ms)), m=row["merchant"], a=yuan(row["amount_fen"]), b=yuan(row["balance_fen"])
     )
-    return f"【{bank}】您尾号{pan[-4:]}的卡{body}"
+    return f"【{bank}】您尾号{row['card'][-4:]}的卡{body}"
 
 
-def notice(config, event: str, auth: dict[str, Any], card, amount_fen: int, event_id: int | str, now_ms: int, balance_fen: int) -> Put | None:
-    """The outbox record of one money event of ``card`` (an issuer.core.CardRecord), or None when the
+def bank_of(config) -> str:
+    """The bank's name to its cardholders (an issuer.core.IssuerConfig)."""
+    return config.display_name or config.name
+
+
+def notice(config, event: str, auth: dict[str, Any], card, amount_fen: int, event_id: int | str, now_ms: int, balance_fen: int) -> dict[str, Any] | None:
+    """The outbox row of one money event of ``card`` (an issuer.core.CardRecord), or None when the
     card has no phone or the issuer sends no SMS. ``auth`` is the authorization of the purchase (its
     merchant and time); ``balance_fen`` the card's available balance after the movement."""
     assert event in WORDING, event
     if not card.phone or not config.sms_channels:
         return None
-    key = str(event_id)
-    value = {
-        "id": key,
+    row = {
+        "id": str(event_id),
         "event": event,
-        "bank": config.display_name or config.name,
         "phone": card.phone,
         "card": mask_pan(card.pan),
-        "text": text(
-            config.display_name or config.name, event, card.pan, amount_fen, balance_fen, merchant_of(auth), now_ms, auth.get("at_ms")
-        ),
+        "merchant": merchant_of(auth),
         "at_ms": now_ms,
-        "rrn": auth.get("rrn", ""),
         "amount_fen": amount_fen,
         "balance_fen": balance_fen,
-        "delivered": [],
+        "rrn": auth.get("rrn", ""),
     }
-    return Put(OUTBOX, key, value)
+    if event in SINCE_EVENTS and auth.get("at_ms") is not None:
+        row["since_ms"] = auth["at_ms"]
+    return row
 
 
-def posted(config, auth: dict[str, Any], card, amount_fen: int, event_id: int | str, now_ms: int, balance_fen: int) -> Put | None:
+def posted(config, auth: dict[str, Any], card, amount_fen: int, event_id: int | str, now_ms: int, balance_fen: int) -> dict[str, Any] | None:
     """The SMS of a hold posted by a presentment (入账), only when the issuer's ``sms_on_post`` is on.
     ``event_id``: the id of the posting transfer."""
     if not config.sms_on_post:
@@ -118,11 +133,16 @@ def posted(config, auth: dict[str, Any], card, amount_fen: int, event_id: int | 
 # -- the outbox, as the core keeps it -------------------------------------------------
 
 
-def track(outbox: dict[str, dict[str, Any]], effects: list[Effect]) -> None:
-    """Keep the core's view of its outbox: every outbox row an input wrote (whoever built it)."""
-    for e in effects:
-        if isinstance(e, Put) and e.table == OUTBOX:
-            outbox[e.key] = e.value
+KEY_DIGITS = 12  # an outbox key: the row's place in the outbox's sequence
+
+
+def outbox_key(seq: int) -> str:
+    return f"{seq:0{KEY_DIGITS}d}"
+
+
+def last_seq(outbox: dict[str, dict[str, Any]]) -> int:
+    """The sequence number of the newest row kept (0 for none): the next row's comes after it."""
+    return max((int(k) for k in outbox if len(k) == KEY_DIGITS and k.isdigit()), default=0)
 
 
 def restore(outbox_rows: dict[str, dict[str, Any]], channels: tuple[str, ...]) -> tuple[dict[str, dict[str, Any]], list[Effect]]:
@@ -138,12 +158,11 @@ def restore(outbox_rows: dict[str, dict[str, Any]], channels: tuple[str, ...]) -
 
 
 def delivered(outbox: dict[str, dict[str, Any]], args: dict[str, Any], channels: tuple[str, ...]) -> list[Effect]:
-    """The notifier delivered ``args["ids"]`` (or ``args["id"]``) on ``args["channel"]``: the row is
+    """The notifier delivered the rows ``args["keys"]`` (outbox keys) on ``args["channel"]``: each is
     marked, and removed once every channel has it. A mark for a row already gone changes nothing."""
-    ids = args.get("ids") or ([args["id"]] if "id" in args else [])
     channel = str(args.get("channel", ""))
     effects: list[Effect] = []
-    for key in map(str, ids):
+    for key in map(str, args.get("keys", ())):
         row = outbox.get(key)
         if row is None:
             continue

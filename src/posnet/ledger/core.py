@@ -776,6 +776,12 @@ class Ledger:
             a.id, a.ledger, a.code, _AF[a.flags], a.user_data, a.dp, a.dpo, a.cp, a.cpo, a.ts
         )
 
+    def available(self, account_id: int) -> int | None:
+        """Credits posted less debits posted and pending: what a card account can still spend
+        (``account`` without building its balance record; None for an unknown account)."""
+        a = self._accounts.get(account_id)
+        return None if a is None else a.cpo - a.dpo - a.dp
+
     def transfer(self, transfer_id: int) -> Transfer | None:
         return self._transfers.get(transfer_id)
 

@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 from .. import config as cfg
 from .. import timefmt
 from ..effects import Command, Delete, Put, mask_pan
-from ..issuer.sms import DELIVERED, INBOX, OUTBOX, WEBHOOK
+from ..issuer.sms import DELIVERED, INBOX, OUTBOX, WEBHOOK, bank_of, text
 
 log = logging.getLogger("posnet.sms")
 
@@ -75,7 +75,8 @@ class Inbox:
         self.conn.execute(INBOX_SCHEMA)
 
     def deliver(self, rows: list[dict[str, Any]]) -> list[str]:
-        """Write ``rows`` in one transaction; the ids now in the inbox (none when the write failed)."""
+        """Write ``rows`` (messages: ``Notifier.message``) in one transaction; the outbox keys of those now
+        in the inbox (none when the write failed)."""
         try:
             self.conn.execute("BEGIN IMMEDIATE")
             self.conn.executemany(
@@ -88,14 +89,14 @@ class Inbox:
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
             return []
-        return [r["id"] for r in rows]
+        return [r["key"] for r in rows]
 
     def close(self) -> None:
         self.conn.close()
 
 
 def webhook_payload(row: dict[str, Any]) -> dict[str, Any]:
-    """What the gateway receives for one SMS (docs/sms.md)."""
+    """What the gateway receives for one SMS (docs/sms.md); ``row``: a message (``Notifier.message``)."""
     return {
         "id": row["id"],
         "phone": row["phone"],
@@ -148,26 +149,32 @@ class Notifier:
         self.settings = settings
         self.channels: tuple[str, ...] = node.core.config.sms_channels
         self.inbox = Inbox(inbox_path(directory))
-        self._queues: dict[str, dict[str, dict[str, Any]]] = {c: {} for c in self.channels}  # channel -> id -> row
+        self.bank = bank_of(node.core.config)
+        self._queues: dict[str, dict[str, dict[str, Any]]] = {c: {} for c in self.channels}  # channel -> outbox key -> row
         self._wake = {c: asyncio.Event() for c in self.channels}
         self._failing: set[str] = set()
         self._tasks: list[asyncio.Task] = []
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="sms-inbox")  # the inbox's fsync off the loop
-        for row in rows.values():
-            self._queue(row)
+        for key, row in sorted(rows.items()):  # in the order they were written
+            self._queue(key, row)
         node.after_commit.append(self.on_commit)
         node.companions.append(self)
 
-    def _queue(self, row: dict[str, Any]) -> None:
+    def _queue(self, key: str, row: dict[str, Any]) -> None:
         for channel in self.channels:
             if channel not in row.get("delivered", ()):
-                self._queues[channel].setdefault(row["id"], row)
+                self._queues[channel].setdefault(key, row)
                 self._wake[channel].set()
+
+    def message(self, key: str, row: dict[str, Any]) -> dict[str, Any]:
+        """An outbox row as it is sent: its facts, the bank, and the words (put together now, a batch
+        at a time, not for a million rows at once after a sweep's commit)."""
+        return {**row, "key": key, "bank": self.bank, "text": text(self.bank, row)}
 
     def on_commit(self, records: list[Any]) -> None:
         for r in records:
             if isinstance(r, Put) and r.table == OUTBOX:
-                self._queue(json.loads(r.encoded))  # as committed, not as the live row is now
+                self._queue(r.key, r.value)  # the core never changes a row it wrote: it writes a new one
             elif isinstance(r, Delete) and r.table == OUTBOX:
                 for q in self._queues.values():
                     q.pop(r.key, None)
@@ -190,7 +197,7 @@ class Notifier:
                 self._wake[channel].clear()
                 await self._wake[channel].wait()
                 continue
-            batch = list(islice(queue.values(), INBOX_BATCH_MAX if channel == INBOX else WEBHOOK_IN_FLIGHT_MAX))
+            batch = [self.message(k, r) for k, r in islice(queue.items(), INBOX_BATCH_MAX if channel == INBOX else WEBHOOK_IN_FLIGHT_MAX)]
             try:
                 if channel == INBOX:
                     done = await asyncio.get_running_loop().run_in_executor(self._writer, self.inbox.deliver, batch)
@@ -202,7 +209,7 @@ class Notifier:
             for key in done:
                 queue.pop(key, None)
             if done:
-                self.node.submit(Command(DELIVERED, {"ids": done, "channel": channel}))
+                self.node.submit(Command(DELIVERED, {"keys": done, "channel": channel}))
             if len(done) < len(batch):
                 self._failing.add(channel)
                 await asyncio.sleep(wait_ms / 1000)
@@ -223,7 +230,7 @@ class Notifier:
                 reason = f"{type(e).__name__}: {e}"
             else:
                 if 200 <= status < 300:
-                    return row["id"]
+                    return row["key"]
                 reason = f"answered {status}"
             if WEBHOOK not in self._failing:  # once per outage, not once per attempt
                 log.warning("SMS gateway %s: %s; retrying with backoff", self.settings.webhook_url, reason)
@@ -281,7 +288,8 @@ def read_outbox(net: cfg.Network) -> list[dict[str, Any]]:
             continue
         store = PartyStore(location, schema=party_schema(net, party) if location.startswith("postgres") else None)
         try:
-            out += [{"issuer": i["name"], **row} for row in store.rows(OUTBOX).values()]
+            bank = i.get("display_name") or i["name"]
+            out += [{"issuer": i["name"], **row, "text": text(bank, row)} for row in store.rows(OUTBOX).values()]
         finally:
             store.close()
     out.sort(key=lambda m: m["at_ms"])
@@ -304,7 +312,7 @@ def cmd_sms(args) -> int:
     for m in messages:
         when = timefmt.stamp(m["at_ms"])
         if args.outbox:
-            print(f"{when}  {m['id']}  {m['event']}  delivered: {', '.join(m['delivered']) or 'nowhere yet'}")
+            print(f"{when}  {m['id']}  {m['event']}  delivered: {', '.join(m.get('delivered', ())) or 'nowhere yet'}")
             print(f"    {m['text']}")
         else:
             print(f"{when}  {m['phone'][:3]}****{m['phone'][-4:]}  {m['text']}")

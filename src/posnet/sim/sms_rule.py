@@ -21,7 +21,7 @@ SILENT_CODES = (chart.OPENING_BALANCE, chart.OVERDRAFT_ADVANCE)
 
 
 def money_events(issuer: Any, account_id: int) -> set[str]:
-    """The ids the SMS of one card account's money events are keyed by."""
+    """The ids of one card account's money events: the ``id`` of the SMS of each."""
     ledger = issuer.ledger
     out: set[str] = set()
     for t in ledger.account_history(account_id):
@@ -40,14 +40,19 @@ def money_events(issuer: Any, account_id: int) -> set[str]:
 
 
 def check(issuer: Any, outbox: dict[str, dict[str, Any]]) -> list[str]:
-    """What breaks the rule at one issuer, whose SMS (all of them) are ``outbox``."""
+    """What breaks the rule at one issuer, whose SMS (all of them) are ``outbox`` (the outbox's rows by key)."""
     violations: list[str] = []
     expected: dict[str, str] = {}  # event id -> masked card
     for pan, card in issuer.config.cards.items():
         if card.phone:
             expected.update(dict.fromkeys(money_events(issuer, card.account_id), mask_pan(pan)))
-    for key in sorted(expected.keys() - outbox.keys()):
-        violations.append(f"{issuer.config.name}: money event {key} of {expected[key]} has no SMS")
-    for key in sorted(outbox.keys() - expected.keys()):
-        violations.append(f"{issuer.config.name}: SMS {key} ({outbox[key]['event']}, {outbox[key]['card']}) tells of no money event")
+    told: dict[str, dict[str, Any]] = {}  # event id -> its SMS
+    for key, row in sorted(outbox.items()):
+        if row["id"] in told:
+            violations.append(f"{issuer.config.name}: money event {row['id']} of {row['card']} told twice (outbox row {key})")
+        told[row["id"]] = row
+    for event_id in sorted(expected.keys() - told.keys()):
+        violations.append(f"{issuer.config.name}: money event {event_id} of {expected[event_id]} has no SMS")
+    for event_id in sorted(told.keys() - expected.keys()):
+        violations.append(f"{issuer.config.name}: SMS {event_id} ({told[event_id]['event']}, {told[event_id]['card']}) tells of no money event")
     return violations
