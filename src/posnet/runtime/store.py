@@ -115,7 +115,7 @@ class PartyStore:
             cur.execute("BEGIN IMMEDIATE")
         try:
             # In key order: each row then lands beside the last in the table's B-tree, not on a
-            # random page (a sweep's SMS are keyed by random event ids). Invisible to readers.
+            # random page (an input's records come in any key order). Invisible to readers.
             # Sorted on one string (list.sort compares plain strings fast, tuples of equal tables slowly);
             # "\0" sorts before any character, so this is SQLite's (tbl, key) order.
             rows = sorted(((t, k, v) for (t, k), v in puts.items() if v is not None), key=_row_order)
