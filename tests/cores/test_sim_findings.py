@@ -1,6 +1,11 @@
 """Cases the simulator found, each as a story of its own (docs/simulation.md, "What it found")."""
 
+import dataclasses
+
+from posnet.acquirer.settlement import MERCHANT_ACCOUNT_BASE
+from posnet.sim.run import simulate
 from posnet.wire import decode_terminal, encode_terminal
+from posnet.wire.fields import parse_f60
 
 POS = "pos-10000001"
 PIN = "123456"
@@ -10,6 +15,11 @@ ACQ_LINK = "acquirer:48020000"
 
 def balance(world):
     return world.parties["issuer-bank-a"].core.balance_of_card("6222020000000001")
+
+
+def merchant_balance(world):
+    a = world.parties["acquirer"].core.ledger.account(MERCHANT_ACCOUNT_BASE)
+    return a.credits_posted - a.debits_posted
 
 
 def on_link(world, party, link, change):
@@ -146,3 +156,100 @@ def test_a_reversed_void_puts_the_hold_back_even_when_the_money_was_spent_since(
     account = issuer.ledger.account(issuer.config.cards[card.pan].account_id)
     assert account.debits_pending == 8_000 + 9_000, "both sales stand and are held"
     issuer.ledger.check_invariants()
+
+
+def sign_on_reply_says_batch(batch):
+    """A sign-on reply spoilt on its way: F60.2 reads ``batch`` (an 0810 carries no MAC, and the key
+    check values cover F62 only)."""
+
+    def change(frame, n):
+        msg = decode_terminal(frame)
+        if msg.mti != "0810":
+            return [frame]
+        msg.fields["60"] = dataclasses.replace(parse_f60(msg["60"]), batch_no=batch).encode()
+        return [encode_terminal(msg)]
+
+    return change
+
+
+def test_a_terminal_given_a_wrong_batch_number_at_sign_on_settles_it_and_the_merchant_is_paid(world, card):
+    # Seed 291: a bit flipped in the 0810 turned batch 000001 into 000003. The acquirer approved the
+    # sales of batch 3 and refused to settle it (not its open batch); at a later sign-on the terminal
+    # renumbered them batch 1, settled that, and the acquirer paid batch 1: nothing.
+    on_link(world, "acquirer", f"conn:{POS}", sign_on_reply_says_batch("000003"))
+    assert world.command(POS, "sign-on").done.result["batch_no"] == "000003"
+    world.link_fault = None
+    kept = world.command(POS, "sale", card=card, pin=PIN, amount_fen=10_000)
+    voided = world.command(POS, "sale", card=card, pin=PIN, amount_fen=5_000)
+    assert kept.done.ok and kept.done.result["batch_no"] == "000003"
+    assert world.command(POS, "void", voucher_no=int(voided.done.result["voucher_no"])).done.ok, "voided in its batch"
+    out = world.command(POS, "settle")
+    assert out.done.ok and out.done.result["batch_no"] == "000003" and out.done.result["balanced"]
+    assert merchant_balance(world) == 10_000 - 60, "the standing sale is paid, net of the fee"
+    assert world.parties["acquirer"].core.terminals["10000001"]["batch_no"] == "000004"
+    assert world.command(POS, "sign-on").done.result["batch_no"] == "000004"
+
+
+def test_a_sign_on_in_the_middle_of_a_batch_keeps_the_number_printed_on_its_receipts(world, card):
+    world.command(POS, "sign-on")
+    sale = world.command(POS, "sale", card=card, pin=PIN, amount_fen=10_000)
+    on_link(world, "acquirer", f"conn:{POS}", sign_on_reply_says_batch("000003"))
+    world.command(POS, "sign-on")
+    world.link_fault = None
+    assert world.parties[POS].core.counters["batch_no"] == sale.done.result["batch_no"] == "000001"
+    out = world.command(POS, "settle")
+    assert out.done.ok and out.done.result["batch_no"] == "000001" and out.done.result["balanced"]
+    assert merchant_balance(world) == 10_000 - 60
+
+
+def test_a_settlement_pays_once_what_the_terminal_sold_under_another_batch_number(world, card):
+    world.command(POS, "sign-on")
+    first = world.command(POS, "sale", card=card, pin=PIN, amount_fen=10_000).done.result
+    terminal = world.parties[POS].core
+    terminal.counters["batch_no"] = "000005"  # a terminal that renumbers its open batch (another make)
+    world.command(POS, "sale", card=card, pin=PIN, amount_fen=5_000)
+    out = world.command(POS, "settle")
+    assert out.done.ok and out.done.result["batch_no"] == "000005" and out.done.result["balanced"]
+    acquirer = world.parties["acquirer"].core
+    assert acquirer.settlements["10000001:000005"]["from_other_batches"] == [first["reference_no"]]
+    assert merchant_balance(world) == 15_000 - 90, "both receipts are paid"
+    assert len(world.tables("acquirer")["presentments"]) == 2
+    world.command(POS, "sale", card=card, pin=PIN, amount_fen=1_000)
+    assert world.command(POS, "settle").done.result["batch_no"] == "000006"
+    assert merchant_balance(world) == 15_000 - 90 + 1_000 - 6, "and none of them twice"
+    assert len(world.tables("acquirer")["presentments"]) == 3
+
+
+def test_a_sale_in_a_batch_already_settled_is_sent_to_sign_on_again(world, card):
+    world.command(POS, "sign-on")
+    world.command(POS, "sale", card=card, pin=PIN, amount_fen=10_000)
+    world.command(POS, "settle")
+    on_link(world, "acquirer", f"conn:{POS}", sign_on_reply_says_batch("000001"))  # the batch just settled
+    world.command(POS, "sign-on")
+    world.link_fault = None
+    refused = world.command(POS, "sale", card=card, pin=PIN, amount_fen=3_000)
+    assert refused.done.response_code == "77" and refused.slips == []
+    assert balance(world) == START - 10_000, "nothing held for it"
+    again = world.command(POS, "sale", card=card, pin=PIN, amount_fen=3_000)  # signs on first
+    assert again.done.ok and again.done.result["batch_no"] == "000002"
+    assert world.command(POS, "settle").done.result["batch_no"] == "000002"
+    assert merchant_balance(world) == 10_000 - 60 + 3_000 - 18
+
+
+def test_seed_291_pays_every_receipted_sale():
+    r = simulate(291, 200, "heavy")
+    assert r.ok, r.violations
+
+
+def test_after_a_batch_renumbered_backwards_the_next_batch_is_one_never_settled(world, card):
+    world.command(POS, "sign-on")
+    world.command(POS, "sale", card=card, pin=PIN, amount_fen=10_000)
+    world.command(POS, "settle")  # batch 1 settled
+    on_link(world, "acquirer", f"conn:{POS}", sign_on_reply_says_batch("000000"))
+    world.command(POS, "sign-on")
+    world.link_fault = None
+    world.command(POS, "sale", card=card, pin=PIN, amount_fen=3_000)
+    assert world.command(POS, "settle").done.result["batch_no"] == "000000"
+    assert world.command(POS, "sign-on").done.result["batch_no"] == "000002", "not batch 1 again"
+    assert world.command(POS, "sale", card=card, pin=PIN, amount_fen=1_000).done.ok
+    assert merchant_balance(world) == 10_000 - 60 + 3_000 - 18

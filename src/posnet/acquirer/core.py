@@ -56,6 +56,7 @@ from ..wire.fields import (
 SWITCH = "switch"
 HOST_TIMER_PREFIX = "host:"
 STAN_MAX = 999_999
+BATCH_MAX = 999_999  # F60.2, six digits
 REPUBLISH_PRESENTMENTS_MS = 3 * 24 * 3600_000  # presentment files published again after a restart
 
 # Fields a request of each kind must carry (besides F2 or F35 for the card).
@@ -373,6 +374,11 @@ class Acquirer:
         duplicate = self._duplicate(source, req, kind, f60, now_ms)
         if duplicate is not None:
             return duplicate
+        if kind is not Kind.INQUIRY and f"{tid}:{f60.batch_no}" in self.settlements:
+            # A batch with a settlement on record takes nothing more (the sign-on reply that gave the
+            # terminal this batch number was spoilt, or this is an old frame): sign on for the open one.
+            return [Trace("", "request in a batch already settled: sign on again", {"tid": tid, "batch": f60.batch_no}),
+                    self._answer(source, req, RC.SIGN_ON_AGAIN)]
         original = None
         if kind is Kind.VOID:
             f61 = parse_f61(req.get(61))
@@ -381,7 +387,7 @@ class Acquirer:
             if original is None or original["kind"] != "sale" or original["status"] not in ("approved",):
                 rc = RC.INVALID_TRANSACTION if original and original["status"] == "voided" else RC.ORIGINAL_NOT_FOUND
                 return [self._answer(source, req, rc)]
-            if f61.batch_no != state["batch_no"]:
+            if f61.batch_no != f60.batch_no or original.get("settled_in"):
                 return [self._answer(source, req, RC.ORIGINAL_NOT_FOUND)]  # void works in the open batch only
             if int(req["4"]) != original["amount_fen"]:
                 return [self._answer(source, req, RC.AMOUNT_DIFFERS)]
@@ -437,6 +443,7 @@ class Acquirer:
         records: list[Effect] = [self._put_counters()]
         if kind is not Kind.INQUIRY:
             records.append(Put("txns", rrn, txn))
+            records += self._follow_batch(tid, f60.batch_no)
         return [
             *records,
             Send(SWITCH, self._encode_host(host)),
@@ -545,13 +552,9 @@ class Acquirer:
         rec = self.settlements.get(key)
         if rec is not None:  # the same settlement again (its answer was lost): the same answer
             return [self._answer(source, req, RC.APPROVED, extra={"48": rec["reply_f48"]})]
-        state = self._terminal_state(tid)
-        if batch != state["batch_no"]:
-            return [Trace("", "settlement of a batch that is not open", {"tid": tid, "batch": batch}),
-                    self._answer(source, req, RC.INVALID_TRANSACTION)]
+        follow = self._follow_batch(tid, batch)  # the batch the terminal settles is the one it sold in
         theirs, _foreign = parse_settlement_totals(req.get(48))
-        txns = self._batch_txns(tid, batch)
-        ours = settlement.batch_totals(txns)
+        ours = settlement.batch_totals(self._settlement_txns(tid, batch))
         result = BALANCED if ours == theirs else UNBALANCED
         f48 = req["48"]
         reply_f48 = f48[:30] + result + f48[31:61] + BALANCED + f48[62:]
@@ -567,7 +570,7 @@ class Acquirer:
             "reply_f48": reply_f48,
         }
         self.settlements[key] = rec
-        effects: list[Effect] = [Trace(f"{tid}:{batch}", "settlement", {"result": "balanced" if result == "1" else "unbalanced"})]
+        effects: list[Effect] = [*follow, Trace(f"{tid}:{batch}", "settlement", {"result": "balanced" if result == "1" else "unbalanced"})]
         if result == BALANCED:
             effects += self._close_batch(rec, now_ms)
         effects.append(Put("settlements", key, rec))
@@ -585,7 +588,7 @@ class Acquirer:
                 theirs = {f"{i['type']}:{i['trace_no']}": i for i in rec["uploaded"].values()}
                 ours = {
                     f"{BATCH_TYPE_CODES[t['kind']]}:{t['trace_no']}": t
-                    for t in self._batch_txns(rec["terminal_id"], rec["batch_no"])
+                    for t in self._settlement_txns(rec["terminal_id"], rec["batch_no"])
                     if t["status"] in ("approved", "voided")
                 }
                 rec["differences"] = {
@@ -603,14 +606,43 @@ class Acquirer:
                 rec["uploaded"][f"{item['type']}:{item['trace_no']}"] = item
         return effects + [Put("settlements", key, rec), self._answer(source, req, RC.APPROVED)]
 
-    def _batch_txns(self, tid: str, batch: str) -> list[dict[str, Any]]:
-        return [t for t in self.txns.values() if t["terminal_id"] == tid and t["batch_no"] == batch]
+    def _follow_batch(self, tid: str, batch: str) -> list[Effect]:
+        """The batch number is the terminal's own (on its receipts, in F60.2 of all it sends): when a
+        transaction or a settlement comes in another batch than the one on our record — a sign-on
+        reply spoilt on its way, a terminal renumbered — our record follows the terminal."""
+        state = self._terminal_state(tid)
+        if state["batch_no"] == batch:
+            return []
+        was, state["batch_no"] = state["batch_no"], batch
+        return [Put("terminals", tid, state), Trace(f"{tid}:{batch}", "open batch follows the terminal's", {"tid": tid, "was": was})]
+
+    def _settlement_txns(self, tid: str, batch: str) -> list[dict[str, Any]]:
+        """What settling ``batch`` settles: the terminal's transactions in it, and those it left in
+        batches that no settlement covers (it moved past them: a terminal has one open batch, and
+        settles it whole), so an approved sale is never left unpaid. None already settled: each
+        transaction records the settlement that paid it (``settled_in``), and is paid once."""
+        return [
+            t for t in self.txns.values()
+            if t["terminal_id"] == tid and not t.get("settled_in")
+            and (t["batch_no"] == batch or f"{tid}:{t['batch_no']}" not in self.settlements)
+        ]
+
+    def _next_batch(self, tid: str, batch: str) -> str:
+        """The batch after ``batch`` that has never been settled: a terminal renumbered back to an
+        earlier batch must not be sent at its next sign-on to one that takes nothing more."""
+        n = int(batch)
+        for _ in range(BATCH_MAX):
+            n = n % BATCH_MAX + 1
+            if f"{tid}:{n:06d}" not in self.settlements:
+                return f"{n:06d}"
+        raise AssertionError(f"terminal {tid}: every batch number has been settled")
 
     def _close_batch(self, rec: dict[str, Any], now_ms: int) -> list[Effect]:
         """Settle on the acquirer's own record: credit the merchant net of its fee, present to the
         scheme, open the terminal's next batch."""
         tid, batch = rec["terminal_id"], rec["batch_no"]
-        txns = self._batch_txns(tid, batch)
+        key = f"{tid}:{batch}"
+        txns = self._settlement_txns(tid, batch)
         merchant = self.config.merchants[rec["merchant_id"]]
         credit = settlement.merchant_credit(txns, merchant.fee_rate_bp)
         batch_key = f"{self.config.institution_id}:{tid}:{batch}"
@@ -624,8 +656,16 @@ class Acquirer:
             if t["status"] == "approved" and t["kind"] in ("sale", "refund"):
                 p = settlement.presentment(t, self.config.institution_id, rec["settled_mmdd"])
                 effects.append(Put("presentments", t["rrn"], p))
+            if t["status"] in ("approved", "voided"):
+                assert not t.get("settled_in"), (t["rrn"], t["settled_in"])  # paid once
+                t["settled_in"] = key
+                effects.append(Put("txns", t["rrn"], t))
+        left = sorted(t["rrn"] for t in txns if t["batch_no"] != batch and t.get("settled_in") == key)
+        if left:
+            rec["from_other_batches"] = left
+            effects.append(Trace(key, "settled with transactions the terminal left in other batches", {"rrns": left}))
         state = self._terminal_state(tid)
-        state["batch_no"] = f"{int(batch) % 999_999 + 1:06d}"
+        state["batch_no"] = self._next_batch(tid, batch)
         effects.append(Put("terminals", tid, state))
         effects.append(Trace(f"{tid}:{batch}", "batch settled", {"merchant": merchant.merchant_id, **asdict(credit)}))
         return effects

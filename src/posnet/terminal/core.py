@@ -447,16 +447,20 @@ class Terminal(DeviceFunctions):
         except (WireError, KeyCheckError) as e:
             return [Display(f"签到失败,密钥校验错 KEY CHECK FAILED: {e}"), Done(False, result={"error": "key check"})]
         self.keys.update(pik=pik, mak=mak, tdk=tdk, signed_on=True, sign_on_again=False)
-        f60 = parse_f60(reply.get(60))
-        self.counters["batch_no"] = f60.batch_no
-        effects: list[Effect] = [
-            self._put_keys(),
-            self._put_counters(),
-            Display(f"签到成功 SIGNED ON  批次号 BATCH {f60.batch_no}"),
-        ]
+        host_batch = parse_f60(reply.get(60)).batch_no
+        effects: list[Effect] = [self._put_keys()]
+        if not self.journal and self.settling is None:
+            self.counters["batch_no"] = host_batch  # a batch with nothing in it takes the host's number
+        elif host_batch != self.counters["batch_no"]:
+            # A batch with receipts keeps the number printed on them, and settles under it; the host
+            # learns it from F60.2 of what the terminal sends next.
+            effects.append(Trace(f"{self.config.terminal_id}:sign-on", "open batch keeps its number",
+                                 {"batch": self.counters["batch_no"], "host_batch": host_batch}))
+        batch = self.counters["batch_no"]
+        effects += [self._put_counters(), Display(f"签到成功 SIGNED ON  批次号 BATCH {batch}")]
         if "then" in ex.extra:
             return effects + self._command(ex.extra["then"], now_ms)
-        return effects + [Done(True, RC.APPROVED, {"batch_no": f60.batch_no})]
+        return effects + [Done(True, RC.APPROVED, {"batch_no": batch})]
 
     def _on_sign_off(self, ex, reply, now_ms) -> list[Effect]:
         self.keys.update(signed_on=False, pik=None, mak=None, tdk=None)
