@@ -81,40 +81,43 @@ def csv_text(fields: tuple[str, ...], lines: Iterable[Sequence[Any]]) -> str:
     return out.getvalue()
 
 
-def from_csv(text: str, fields: tuple[str, ...]) -> list[dict[str, Any]]:
-    """The rows of a clearing file; ``ClearingFileError`` names the line that is wrong."""
+def from_csv(text: str, fields: tuple[str, ...], keep: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+    """The rows of a clearing file; ``ClearingFileError`` names the line that is wrong. With ``keep``
+    (some of ``fields``), each row holds only those: every line is checked all the same, but a party
+    that reads a few columns of a million lines does not keep the rest in memory."""
     reader = csv.reader(io.StringIO(text))
     header = next(reader, None)
     if header is None or tuple(header[: len(fields)]) != fields:
         raise ClearingFileError(f"header is not {','.join(fields)}")
+    names = fields if keep is None else keep
+    assert set(names) <= set(fields), names
+    pick = itemgetter(*(fields.index(f) for f in names)) if len(names) > 1 else (lambda v, i=fields.index(names[0]): (v[i],))
+    ints = tuple((fields.index(f), f) for f in fields if f in INT_FIELDS)
     rows = []
     width = len(header)
-    ints = tuple(INT_FIELDS.intersection(fields))
     for line_no, values in enumerate(reader, start=2):
         if len(values) != width:
             raise ClearingFileError(f"line {line_no}: {len(values)} values, the header has {width}")
-        row: dict[str, Any] = dict(zip(fields, values))  # zip stops at the known fields: later columns are left out
-        for f in ints:
-            value = row[f]
+        for i, f in ints:
             try:
-                fen = int(value)
+                fen = values[i] = int(values[i])
             except ValueError:
-                raise ClearingFileError(f"line {line_no}: {f} {value!r} is not a number of fen") from None
+                raise ClearingFileError(f"line {line_no}: {f} {values[i]!r} is not a number of fen") from None
             if fen < 0:
                 raise ClearingFileError(f"line {line_no}: {f} is negative")
-            row[f] = fen
-        rows.append(row)
+        rows.append(dict(zip(names, pick(values))))  # later columns than ``fields`` are left out
     return rows
 
 
 def receive(files_in: dict[str, dict[str, Any]], name: str, text: str, fields: tuple[str, ...], what: str,
-            now_ms: int) -> tuple[list[dict[str, Any]] | None, list[Effect]]:
-    """A file arriving in a party's box: its rows, or ``None`` with the effects that say why not —
-    a name seen before is ignored, a malformed file is rejected whole (recorded, nothing moves)."""
+            now_ms: int, keep: tuple[str, ...] | None = None) -> tuple[list[dict[str, Any]] | None, list[Effect]]:
+    """A file arriving in a party's box: its rows (of the ``keep`` fields, when given), or ``None`` with
+    the effects that say why not — a name seen before is ignored, a malformed file is rejected whole
+    (recorded, nothing moves)."""
     if name in files_in:
         return None, [Trace("", f"{what} seen before: ignored", {"file": name})]
     try:
-        return from_csv(text, fields), []
+        return from_csv(text, fields, keep), []
     except ClearingFileError as e:
         rec = {"received_ms": now_ms, "status": "rejected", "error": str(e)}
         files_in[name] = rec

@@ -43,6 +43,10 @@ FORCE_REASONS = {
 }
 
 
+# What the issuer reads of a clearing file's line (docs/clearing.md has them all).
+POSTING_FIELDS = ("lifecycle", "kind", "merchant_id", "pan", "amount_fen", "host_key", "interchange_fen", "issuer_fee_fen", "source_file")
+
+
 def posting_id(auth_key: str) -> int:
     """The ledger transfer that posts an authorization's hold."""
     return derive_id("post", auth_key)
@@ -61,7 +65,7 @@ def new_day(day: str) -> dict[str, Any]:
 
 def post_file(issuer: "Issuer", name: str, text: str, now_ms: int) -> list[Effect]:
     """A clearing file in the issuer's box, posted once: the same name again is ignored."""
-    rows, refused = receive(issuer.files_in, name, text, CLEARING_FIELDS, "clearing file", now_ms)
+    rows, refused = receive(issuer.files_in, name, text, CLEARING_FIELDS, "clearing file", now_ms, POSTING_FIELDS)
     if rows is None:
         return refused
     # Holds whose time is up are released first, so a late presentment meets them as they stand.
