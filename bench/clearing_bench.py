@@ -472,7 +472,7 @@ def child_posting(args, folder: Path) -> list[dict[str, Any]]:
           "owed to the scheme: the sales less interchange net of the scheme's fee", checks)
     check(count_rows(store, "SELECT count(*) FROM ledger_transfers WHERE pending_id != '0'") == n,
           f"{n:,} posting transfers in the store", checks)
-    sms = sum(1 for e in effects if isinstance(e, Put) and e.table == "sms_outbox")
+    sms = sum(len(e.value["sms"]) for e in effects if isinstance(e, Put) and e.table == issuer_sms.OUTBOX)
     result = ph.result(rows=n, checks=checks, sms=sms, output_s=runtime_output(issuer, store, where, folder / "clearing", effects))
     store.close()
     check(restarted_statuses(args, where, now) == {"posted": n}, "a restarted issuer reads every auth as posted", checks)
@@ -499,11 +499,11 @@ def child_expiry(args, folder: Path) -> list[dict[str, Any]]:
     check(all(issuer.ledger.pending_status(a["hold_id"]) == "expired" for a in issuer.auths.values()), "every hold expired in the ledger", checks)
     check(issuer.ledger.totals(chart.CNY)[0] == 0, "nothing pending in the ledger", checks)
     check(available_fen(issuer) == opening_fen(issuer), "every cardholder whole again", checks)
-    sms = [e.value for e in effects if isinstance(e, Put) and e.table == "sms_outbox"]
+    sms = [row for e in effects if isinstance(e, Put) and e.table == issuer_sms.OUTBOX for _, row in issuer_sms.page_rows(e.key, e.value)]
     check(len(sms) == n == len({s["id"] for s in sms}), f"{n:,} SMS, one per released hold", checks)
     words = issuer_sms.text(issuer_sms.bank_of(issuer.config), sms[0])
     check("尾号" in words and "解冻" in words and sms[0]["card"].count("*") >= 6, "an SMS reads as an expiry, card masked", checks)
-    check(count_rows(store, "SELECT count(*) FROM records WHERE tbl = 'sms_outbox'") == n, "the SMS in the store's outbox", checks)
+    check(len(issuer_sms.numbered(store.rows(issuer_sms.OUTBOX))) == n, "the SMS in the store's outbox", checks)
     check(count_rows(store, "SELECT count(*) FROM ledger_expiries") == n, f"{n:,} expiries in the store's ledger", checks)
     result = ph.result(rows=n, checks=checks, sms=len(sms), slices=slices, output_s=runtime_output(issuer, store, where, folder / "clearing", effects))
     store.close()

@@ -221,6 +221,11 @@ class SmsSettings:
     retry_first_ms: int = 500  # the first wait after a failed delivery, doubled after each failure
     retry_cap_ms: int = 60_000  # the longest wait between two attempts
 
+    @property
+    def channels(self) -> tuple[str, ...]:
+        """Where each SMS must reach before it leaves the outbox: the local inbox, and the gateway if set."""
+        return ("inbox", "webhook") if self.webhook_url else ("inbox",)
+
 
 def sms_settings(net: Network, issuer: dict[str, Any]) -> SmsSettings:
     from urllib.parse import urlsplit
@@ -377,7 +382,7 @@ def issuer_config(net: Network, name: str, hsm: SecurityModule) -> IssuerConfig:
         cutoff=clearing_settings(net)[0],
         display_name=i.get("display_name", ""),
         sms_on_post=sms.on_post,
-        sms_channels=("inbox", "webhook") if sms.webhook_url else ("inbox",),
+        sms_channels=sms.channels,
     )
 
 

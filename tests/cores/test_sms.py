@@ -17,10 +17,10 @@ MERCHANT = "posnet 测试商户"
 
 def outbox(world, party=ISSUER):
     """The issuer's SMS as committed, in the outbox's order (nobody delivers them in this world), each
-    with its key and its words as the notifier puts them together."""
+    with its number and its words as the notifier puts them together."""
     bank = sms.bank_of(world.parties[party].core.config)
-    rows = world.tables(party).get(sms.OUTBOX, {})
-    return [{**row, "key": key, "text": sms.text(bank, row)} for key, row in sorted(rows.items())]
+    pages = world.tables(party).get(sms.OUTBOX, {})
+    return [{**row, "number": n, "text": sms.text(bank, row)} for n, row in sms.numbered(pages)]
 
 
 def events(world):
@@ -43,7 +43,8 @@ def test_a_sale_tells_the_cardholder_card_tail_amount_merchant_time_and_balance(
     assert msg["phone"] == "13800000001" and msg["card"] == "622202******0001"
     (auth,) = [a for a in world.parties[ISSUER].core.auths.values() if a["kind"] == "sale"]
     assert msg["id"] == str(auth["hold_id"]), "the SMS is the hold's: its id is the hold's transfer id"
-    assert "text" not in world.tables(ISSUER)[sms.OUTBOX][msg["key"]], "the row keeps the facts; the words are put together at delivery"
+    (page,) = world.tables(ISSUER)[sms.OUTBOX].values()
+    assert "text" not in page["fields"], "the outbox keeps the facts; the words are put together at delivery"
 
 
 def test_the_sms_is_committed_with_the_money_it_tells_of(world):
@@ -154,18 +155,21 @@ def test_a_decline_moves_no_money_and_sends_nothing(signed_on, card):
     assert outbox(world) == []
 
 
-def test_the_row_leaves_the_outbox_once_every_channel_has_it(signed_on, card):
+def test_a_page_leaves_the_outbox_once_every_channel_is_through_it(signed_on, card):
     world = signed_on
     issuer = world.parties[ISSUER].core
     issuer.config = replace(issuer.config, sms_channels=(sms.INBOX, sms.WEBHOOK))
-    world.command(POS, "sale", card=card, pin=PIN, amount_fen=100)
-    (row,) = outbox(world)
-    inbox_done = issuer.handle(Command(sms.DELIVERED, {"keys": [row["key"]], "channel": sms.INBOX}), world.now_ms)
-    assert [(type(e), e.value["delivered"]) for e in inbox_done if isinstance(e, Put)] == [(Put, ["inbox"])]
-    webhook_done = issuer.handle(Command(sms.DELIVERED, {"keys": [row["key"]], "channel": sms.WEBHOOK}), world.now_ms)
-    assert webhook_done == [Delete(sms.OUTBOX, row["key"])]
-    again = issuer.handle(Command(sms.DELIVERED, {"keys": [row["key"]], "channel": sms.WEBHOOK}), world.now_ms)
-    assert again == [], "a second report after the row left changes nothing"
+    for amount in (100, 200):
+        world.command(POS, "sale", card=card, pin=PIN, amount_fen=amount)
+    assert [r["number"] for r in outbox(world)] == [1, 2]
+    inbox_done = issuer.handle(Command(sms.DELIVERED, {"channel": sms.INBOX, "through": 2}), world.now_ms)
+    assert inbox_done == [Put(sms.THROUGH, "through", {sms.INBOX: 2})], "marked: the pages wait for the webhook"
+    webhook_done = issuer.handle(Command(sms.DELIVERED, {"channel": sms.WEBHOOK, "through": 1}), world.now_ms)
+    assert webhook_done == [Put(sms.THROUGH, "through", {sms.INBOX: 2, sms.WEBHOOK: 1}), Delete(sms.OUTBOX, "000000000001")]
+    again = issuer.handle(Command(sms.DELIVERED, {"channel": sms.WEBHOOK, "through": 1}), world.now_ms)
+    assert again == [], "a mark that does not move on changes nothing"
+    assert issuer.handle(Command(sms.DELIVERED, {"channel": "carrier-pigeon", "through": 9}), world.now_ms) == []
+    assert [n for n, _ in sms.numbered(issuer.sms_outbox)] == [2]
 
 
 def test_a_restarted_issuer_keeps_its_undelivered_sms_and_sends_none_twice(signed_on, card):
@@ -175,7 +179,7 @@ def test_a_restarted_issuer_keeps_its_undelivered_sms_and_sends_none_twice(signe
     world.crash(ISSUER)
     world.restart(ISSUER)
     assert outbox(world) == before
-    assert set(world.parties[ISSUER].core.sms_outbox) == {r["key"] for r in before}
+    assert sms.numbered(world.parties[ISSUER].core.sms_outbox) == [(r["number"], {k: v for k, v in r.items() if k not in ("number", "text")}) for r in before]
     world.command(POS, "inquiry", card=card, pin=PIN)
     assert outbox(world) == before, "an inquiry moves no money"
 
@@ -188,14 +192,34 @@ def test_the_outbox_keeps_the_order_the_sms_were_written_in_across_a_restart(sig
     world.restart(ISSUER)
     assert world.command(POS, "sale", card=card, pin=PIN, amount_fen=300).done.ok
     rows = outbox(world)
-    assert [r["amount_fen"] for r in rows] == [100, 200, 300], "oldest first: the order of the keys"
-    assert [r["key"] for r in rows] == ["000000000001", "000000000002", "000000000003"], "the sequence goes on after the restart"
+    assert [r["amount_fen"] for r in rows] == [100, 200, 300], "oldest first: the order of their numbers"
+    assert [r["number"] for r in rows] == [1, 2, 3], "the numbers go on after the restart"
+    assert sorted(world.tables(ISSUER)[sms.OUTBOX]) == ["000000000001", "000000000002", "000000000003"], "a page per input"
 
 
-def test_rows_every_channel_had_are_removed_at_start():
-    rows = {"1": {"id": "1", "delivered": ["inbox"]}, "2": {"id": "2", "delivered": []}}
-    kept, gone = sms.restore(rows, (sms.INBOX,))
-    assert set(kept) == {"2"} and gone == [Delete(sms.OUTBOX, "1")]
+def test_numbers_go_on_after_every_page_was_delivered_and_removed(signed_on, card):
+    world = signed_on
+    assert world.command(POS, "sale", card=card, pin=PIN, amount_fen=100).done.ok
+    world.submit(ISSUER, Command(sms.DELIVERED, {"channel": sms.INBOX, "through": 1}))
+    world.run()
+    assert world.tables(ISSUER).get(sms.OUTBOX, {}) == {}, "delivered everywhere: gone"
+    world.crash(ISSUER)
+    world.restart(ISSUER)
+    assert world.command(POS, "sale", card=card, pin=PIN, amount_fen=200).done.ok
+    assert [r["number"] for r in outbox(world)] == [2], "not 1 again: the inbox has 1 already"
+
+
+def test_pages_every_channel_is_through_are_removed_at_start_and_rows_of_the_first_form_become_pages():
+    one = sms.page([("11", "hold", "13800000001", "622202******0001", "m", 0, 100, 900, "1", None)])
+    two = sms.page([("12", "void", "13800000001", "622202******0001", "m", 0, 100, 1000, "1", None)] * 2)
+    legacy = {"id": "99", "event": "hold", "phone": "13800000001", "card": "622202******0001", "text": "【甲银行】您尾号0001的卡…",
+              "at_ms": 5, "rrn": "1", "amount_fen": 100, "balance_fen": 900, "delivered": []}
+    records = {"000000000001": one, "000000000002": two, "99": legacy}
+    pages, newest, effects = sms.restore(records, {sms.INBOX: 2}, (sms.INBOX,))
+    assert sorted(pages) == ["000000000002", "000000000004"] and newest == 4
+    assert Delete(sms.OUTBOX, "000000000001") in effects and Delete(sms.OUTBOX, "99") in effects
+    ((number, row),) = sms.page_rows("000000000004", pages["000000000004"])
+    assert number == 4 and row["id"] == "99" and sms.text("甲银行", row) == legacy["text"], "its words as they were written"
 
 
 def test_posted_is_told_only_when_the_bank_says_so(world):
@@ -204,7 +228,7 @@ def test_posted_is_told_only_when_the_bank_says_so(world):
     auth = {"pan": card.pan, "rrn": "000000000001", "merchant": MERCHANT, "at_ms": world.now_ms}
     later = world.now_ms + 15 * 3600_000
     assert sms.posted(issuer.config, auth, card, 1234, 42, later, 998766) is None
-    row = sms.posted(replace(issuer.config, sms_on_post=True), auth, card, 1234, 42, later, 998766)
+    row = sms.as_row(sms.posted(replace(issuer.config, sms_on_post=True), auth, card, 1234, 42, later, 998766))
     assert row["id"] == "42"
     assert sms.text("甲银行", row) == f"【甲银行】您尾号0001的卡11月24日10:00在{MERCHANT}消费人民币12.34元已于11月25日01:00入账，可用余额9987.66元。"
 
@@ -220,7 +244,7 @@ def test_the_display_name_signs_the_sms_and_a_merchant_without_a_name_is_named_b
     issuer = world.parties[ISSUER].core
     config = replace(issuer.config, display_name="posnet银行")
     card = issuer.config.cards["6222020000000001"]
-    row = sms.notice(config, "hold", {"pan": card.pan, "merchant_id": "898310148160001"}, card, 100, 7, world.now_ms, 0)
+    row = sms.as_row(sms.notice(config, "hold", {"pan": card.pan, "merchant_id": "898310148160001"}, card, 100, 7, world.now_ms, 0))
     assert sms.text(sms.bank_of(config), row).startswith("【posnet银行】您尾号0001的卡于11月24日10:00在商户898310148160001消费人民币1.00元")
 
 
@@ -237,15 +261,15 @@ def test_the_simulators_rule_finds_a_money_event_without_its_sms_and_an_sms_with
     sale = world.command(POS, "sale", card=card, pin=PIN, amount_fen=300)
     world.command(POS, "void", voucher_no=int(sale.done.result["voucher_no"]))
     issuer = world.parties[ISSUER].core
-    rows = world.tables(ISSUER)[sms.OUTBOX]
+    rows = dict(sms.numbered(world.tables(ISSUER)[sms.OUTBOX]))
     assert sms_rule.check(issuer, rows) == []
-    hold_key, hold = next((k, r) for k, r in rows.items() if r["event"] == "hold")
-    missing = {k: v for k, v in rows.items() if k != hold_key}
+    hold_number, hold = next((n, r) for n, r in rows.items() if r["event"] == "hold")
+    missing = {n: r for n, r in rows.items() if n != hold_number}
     assert sms_rule.check(issuer, missing) == [f"bank-a: money event {hold['id']} of 622202******0001 has no SMS"]
-    extra = {**rows, "000000000099": {**hold, "id": "99"}}
+    extra = {**rows, 99: {**hold, "id": "99"}}
     assert sms_rule.check(issuer, extra) == ["bank-a: SMS 99 (hold, 622202******0001) tells of no money event"]
-    twice = {**rows, "000000000099": hold}
-    assert sms_rule.check(issuer, twice) == [f"bank-a: money event {hold['id']} of 622202******0001 told twice (outbox row 000000000099)"]
+    twice = {**rows, 99: hold}
+    assert sms_rule.check(issuer, twice) == [f"bank-a: money event {hold['id']} of 622202******0001 told twice (SMS number 99)"]
 
 
 def test_a_big_sweep_goes_in_slices_each_hold_released_and_told_once(signed_on, card):
@@ -259,7 +283,7 @@ def test_a_big_sweep_goes_in_slices_each_hold_released_and_told_once(signed_on, 
     slices = []
     for _ in range(3):  # the issuer's own timer, as the driver fires it
         effects = issuer.handle(TimerFired(HOLD_EXPIRY_TIMER), due_ms)
-        slices.append(sum(1 for e in effects if isinstance(e, Put) and e.table == sms.OUTBOX))
+        slices.append(sum(len(e.value["sms"]) for e in effects if isinstance(e, Put) and e.table == sms.OUTBOX))
         again = [e for e in effects if isinstance(e, SetTimer) and e.key == HOLD_EXPIRY_TIMER]
         assert bool(again and again[0].at_ms <= due_ms) == (len(slices) < 3), "re-armed at once while holds are due"
     assert slices == [2, 2, 1], "each input releases at most expiry_slice holds, each told once"

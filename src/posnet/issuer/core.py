@@ -81,9 +81,10 @@ class Issuer:
         self.counters: dict[str, int] = {"auth": 0}
         self._expiry_armed_ms: int | None = None
         self._hold_keys: dict[int, str] = {}  # hold id -> its authorization's key, for the holds placed
-        self.sms_outbox: dict[str, dict[str, Any]] = {}  # outbox key -> SMS not yet on every channel
-        self._sms_seq = 0  # the newest outbox key's number
-        self._sms_out: list[Put] = []  # SMS of the input being handled
+        self.sms_outbox: dict[str, dict[str, Any]] = {}  # pages of SMS not yet on every channel (issuer/sms.py)
+        self.sms_through: dict[str, int] = {}  # channel -> the last SMS it has, and every one before
+        self._sms_seq = 0  # the newest SMS's number
+        self._sms_out: list[tuple] = []  # SMS of the input being handled: one page
         # Clearing (issuer/clearing.py): files posted, the open days' reconciliation, the cut-off.
         self.files_in: dict[str, dict[str, Any]] = {}
         self.recon: dict[str, dict[str, Any]] = {}
@@ -99,8 +100,8 @@ class Issuer:
         self._hold_keys = {a["hold_id"]: k for k, a in self.auths.items() if a.get("hold_id") and pending(a["hold_id"]) == "pending"}
         self.pin_tries = {k: dict(v) for k, v in tables.get("pin_tries", {}).items()}
         self.counters.update(tables.get("state", {}).get("counters", {}))
-        self.sms_outbox, delivered = sms.restore(tables.get(sms.OUTBOX, {}), self.config.sms_channels)
-        self._sms_seq = sms.last_seq(tables.get(sms.OUTBOX, {}))
+        self.sms_through = {k: int(v) for k, v in tables.get(sms.THROUGH, {}).get("through", {}).items()}
+        self.sms_outbox, self._sms_seq, delivered = sms.restore(tables.get(sms.OUTBOX, {}), self.sms_through, self.config.sms_channels)
         self.files_in = {k: dict(v) for k, v in tables.get("clearing_files_in", {}).items()}
         self.recon = {k: dict(v) for k, v in tables.get("reconciliation", {}).items() if "closed_ms" not in v}
         self.closed_cutoff_ms = tables.get("state", {}).get("cutoff", {}).get("closed_cutoff_ms")
@@ -176,14 +177,17 @@ class Issuer:
         elif isinstance(event, TimerFired) and event.key == CUTOFF_TIMER:
             effects = clearing.close_day(self, self.cutoff_ms, now_ms) + self._arm_cutoff(now_ms)
         elif isinstance(event, Command) and event.name == sms.DELIVERED:
-            effects = sms.delivered(self.sms_outbox, event.args, self.config.sms_channels)
+            effects = sms.delivered(self.sms_outbox, self.sms_through, event.args, self.config.sms_channels)
         else:
             effects = []
         changes = self.ledger.take_changes()
         if changes:
             effects.insert(0, LedgerWrite(changes))
-        if self._sms_out:  # in the same commit as the money movement they tell of
-            effects += self._sms_out
+        if self._sms_out:  # in the same commit as the money movement they tell of: one page
+            key = sms.page_key(self._sms_seq + 1)
+            self._sms_seq += len(self._sms_out)
+            self.sms_outbox[key] = page = sms.page(self._sms_out)
+            effects.append(Put(sms.OUTBOX, key, page))
             self._sms_out = []
         return effects + self._arm_expiry()
 
@@ -191,16 +195,9 @@ class Issuer:
         """The cardholder's SMS of one money event of ``sale``'s card (issuer/sms.py)."""
         card = self.config.cards.get(sale["pan"])
         if card is not None:
-            self._to_outbox(sms.notice(self.config, event, sale, card, amount_fen, event_id, now_ms, self.available_fen(card.account_id)))
-
-    def _to_outbox(self, row: dict[str, Any] | None) -> None:
-        """An SMS into the outbox, as the next row of its sequence, committed with the input's money."""
-        if row is None:
-            return
-        self._sms_seq += 1
-        key = sms.outbox_key(self._sms_seq)
-        self.sms_outbox[key] = row
-        self._sms_out.append(Put(sms.OUTBOX, key, row))
+            line = sms.notice(self.config, event, sale, card, amount_fen, event_id, now_ms, self.available_fen(card.account_id))
+            if line is not None:
+                self._sms_out.append(line)
 
     def expire_due(self, now_ms: int) -> list[Effect]:
         """Release every hold whose time is up, in one input (before clearing meets them)."""
@@ -216,7 +213,9 @@ class Issuer:
         card = self.config.cards.get(auth["pan"])
         if card is None or not self.config.sms_on_post:
             return
-        self._to_outbox(sms.posted(self.config, auth, card, amount_fen, event_id, now_ms, self.available_fen(card.account_id)))
+        line = sms.posted(self.config, auth, card, amount_fen, event_id, now_ms, self.available_fen(card.account_id))
+        if line is not None:
+            self._sms_out.append(line)
 
     def notify_credited(self, row: dict[str, Any], card: CardRecord, event_id: int, now_ms: int) -> None:
         """A credit that came by clearing (a refund presented with no authorization, a manual credit)."""

@@ -1,24 +1,25 @@
 """SMS to the cardholder (动账通知): what the issuer tells the card's phone when its money moves.
 
-One money event, one SMS. Each message is a record of the ``sms_outbox``
-table, written in the same commit as the movement itself, so a message is
-never lost: it waits in the outbox until every channel (the local inbox, the
-SMS gateway's webhook) has it. Its ``id`` is the id of the money event — the
-ledger transfer of the hold, of its release (void or reversal), of the refund
-credit, of the posting, or the id derived from the hold for its expiry — and
-the ledger moves money once per event, so an event is told once; the inbox
-and the gateway take an SMS by that id (once only). The row's key is the
-outbox's own sequence (``000000000001``, ...), so rows are delivered in the
-order they were written, also after a restart, and a sweep's rows land
-together at the end of the table. The notifier (``posnet.runtime.notifier``)
-delivers; the core is told with the command ``sms-delivered`` and removes
-the row once every channel has it.
+One money event, one SMS, written to the ``sms_outbox`` in the same commit
+as the movement itself, so a message is never lost: it waits in the outbox
+until every channel (the local inbox, the SMS gateway's webhook) has it. An
+SMS's ``id`` is the id of the money event — the ledger transfer of the hold,
+of its release (void or reversal), of the refund credit, of the posting, or
+the id derived from the hold for its expiry — and the ledger moves money
+once per event, so an event is told once; the inbox and the gateway take an
+SMS by that id (once only).
 
-A row holds the event's facts (card masked, merchant, amounts, balance,
-times); the words are put together when it is delivered (``text``). The
-wording follows the banks' (docs/sms.md): the bank's name in 【】, the card
-only as 尾号 and its last four digits, the time in China Standard Time, the
-amount in 人民币 yuan, the merchant, and the available balance after the
+The outbox is one sequence of SMS, numbered in the order they were written;
+the SMS of one input are one record, a page (below). The notifier
+(``posnet.runtime.notifier``) delivers them in that order and tells the core,
+with the command ``sms-delivered``, how far each channel has them; the core
+records that mark and removes the pages every channel is through.
+
+An SMS keeps the event's facts (card masked, merchant, amounts, balance
+after, times); the words are put together when it is delivered (``text``).
+The wording follows the banks' (docs/sms.md): the bank's name in 【】, the
+card only as 尾号 and its last four digits, the time in China Standard Time,
+the amount in 人民币 yuan, the merchant, and the available balance after the
 movement. A card without a phone number gets no SMS (it has not signed up for
 动账通知).
 """
@@ -88,8 +89,9 @@ def text(bank: str, row: dict[str, Any]) -> str:
     if "text" in row:  # a row written before the words were put together at delivery
         return str(row["text"])
     at_ms = row["at_ms"]
+    since_ms = row.get("since_ms")
     body = WORDING[row["event"]].format(
-        t=when(at_ms), t0=when(row.get("since_ms", at_ms)), m=row["merchant"], a=yuan(row["amount_fen"]), b=yuan(row["balance_fen"])
+        t=when(at_ms), t0=when(at_ms if since_ms is None else since_ms), m=row["merchant"], a=yuan(row["amount_fen"]), b=yuan(row["balance_fen"])
     )
     return f"【{bank}】您尾号{row['card'][-4:]}的卡{body}"
 
@@ -99,30 +101,20 @@ def bank_of(config) -> str:
     return config.display_name or config.name
 
 
-def notice(config, event: str, auth: dict[str, Any], card, amount_fen: int, event_id: int | str, now_ms: int, balance_fen: int) -> dict[str, Any] | None:
-    """The outbox row of one money event of ``card`` (an issuer.core.CardRecord), or None when the
-    card has no phone or the issuer sends no SMS. ``auth`` is the authorization of the purchase (its
-    merchant and time); ``balance_fen`` the card's available balance after the movement."""
+def notice(config, event: str, auth: dict[str, Any], card, amount_fen: int, event_id: int | str, now_ms: int, balance_fen: int) -> tuple | None:
+    """The outbox line (``FIELDS``) of one money event of ``card`` (an issuer.core.CardRecord), or None
+    when the card has no phone or the issuer sends no SMS. ``auth`` is the authorization of the purchase
+    (its merchant and time); ``balance_fen`` the card's available balance after the movement."""
     assert event in WORDING, event
     if not card.phone or not config.sms_channels:
         return None
-    row = {
-        "id": str(event_id),
-        "event": event,
-        "phone": card.phone,
-        "card": mask_pan(card.pan),
-        "merchant": merchant_of(auth),
-        "at_ms": now_ms,
-        "amount_fen": amount_fen,
-        "balance_fen": balance_fen,
-        "rrn": auth.get("rrn", ""),
-    }
-    if event in SINCE_EVENTS and auth.get("at_ms") is not None:
-        row["since_ms"] = auth["at_ms"]
-    return row
+    return (
+        str(event_id), event, card.phone, mask_pan(card.pan), merchant_of(auth), now_ms, amount_fen, balance_fen,
+        auth.get("rrn", ""), auth.get("at_ms") if event in SINCE_EVENTS else None,
+    )
 
 
-def posted(config, auth: dict[str, Any], card, amount_fen: int, event_id: int | str, now_ms: int, balance_fen: int) -> dict[str, Any] | None:
+def posted(config, auth: dict[str, Any], card, amount_fen: int, event_id: int | str, now_ms: int, balance_fen: int) -> tuple | None:
     """The SMS of a hold posted by a presentment (入账), only when the issuer's ``sms_on_post`` is on.
     ``event_id``: the id of the posting transfer."""
     if not config.sms_on_post:
@@ -131,45 +123,84 @@ def posted(config, auth: dict[str, Any], card, amount_fen: int, event_id: int | 
 
 
 # -- the outbox, as the core keeps it -------------------------------------------------
+#
+# The outbox is one sequence of SMS, numbered 1, 2, 3, ... in the order they were written. The SMS
+# one input wrote are one record, a page: its key is the first one's number (12 digits, so keys sort
+# as numbers), its value the column names and one line per SMS. An expiry sweep of 100,000 holds
+# writes one page, not 100,000 records. What a channel has is one number, the SMS it has "through"
+# (every SMS up to it, in the record ``THROUGH``); a page leaves once every channel is through it.
+
+FIELDS = ("id", "event", "phone", "card", "merchant", "at_ms", "amount_fen", "balance_fen", "rrn", "since_ms")
+THROUGH = "sms_delivered"  # table of one record, "through": {channel: the last SMS it has, and every one before}
+KEY_DIGITS = 12
 
 
-KEY_DIGITS = 12  # an outbox key: the row's place in the outbox's sequence
+def page_key(first: int) -> str:
+    return f"{first:0{KEY_DIGITS}d}"
 
 
-def outbox_key(seq: int) -> str:
-    return f"{seq:0{KEY_DIGITS}d}"
+def page(lines: list[tuple]) -> dict[str, Any]:
+    """An outbox record of ``lines`` (each a ``notice``), numbered from its key on."""
+    return {"fields": FIELDS, "sms": lines}
 
 
-def last_seq(outbox: dict[str, dict[str, Any]]) -> int:
-    """The sequence number of the newest row kept (0 for none): the next row's comes after it."""
-    return max((int(k) for k in outbox if len(k) == KEY_DIGITS and k.isdigit()), default=0)
+def as_row(line: tuple | list, fields: tuple[str, ...] | list[str] = FIELDS) -> dict[str, Any]:
+    """One SMS of a page as a dict of its fields (``since_ms`` only when it has one)."""
+    row = dict(zip(fields, line))
+    if row.get("since_ms", 0) is None:
+        del row["since_ms"]
+    return row
 
 
-def restore(outbox_rows: dict[str, dict[str, Any]], channels: tuple[str, ...]) -> tuple[dict[str, dict[str, Any]], list[Effect]]:
-    """The outbox after a start: rows every (now configured) channel has are removed."""
-    outbox: dict[str, dict[str, Any]] = {}
-    gone: list[Effect] = []
-    for key, row in outbox_rows.items():
-        if set(channels) <= set(row.get("delivered", [])):
-            gone.append(Delete(OUTBOX, key))
-        else:
-            outbox[key] = dict(row)
-    return outbox, gone
+def page_rows(key: str, value: dict[str, Any]) -> list[tuple[int, dict[str, Any]]]:
+    """A page's SMS, each with its number."""
+    first = int(key)
+    fields = value["fields"]
+    return [(first + i, as_row(line, fields)) for i, line in enumerate(value["sms"])]
 
 
-def delivered(outbox: dict[str, dict[str, Any]], args: dict[str, Any], channels: tuple[str, ...]) -> list[Effect]:
-    """The notifier delivered the rows ``args["keys"]`` (outbox keys) on ``args["channel"]``: each is
-    marked, and removed once every channel has it. A mark for a row already gone changes nothing."""
-    channel = str(args.get("channel", ""))
+def numbered(pages: dict[str, dict[str, Any]]) -> list[tuple[int, dict[str, Any]]]:
+    """Every SMS of ``pages``, oldest first."""
+    return [x for key in sorted(pages) for x in page_rows(key, pages[key])]
+
+
+def last_number(page_key_: str, value: dict[str, Any]) -> int:
+    return int(page_key_) + len(value["sms"]) - 1
+
+
+def restore(records: dict[str, dict[str, Any]], through: dict[str, int], channels: tuple[str, ...]
+            ) -> tuple[dict[str, dict[str, Any]], int, list[Effect]]:
+    """The outbox after a start: its pages, the number of the newest SMS, and the records to write —
+    pages every (now configured) channel is through are deleted. A row of the outbox's first form
+    (one SMS, keyed by its event id, its words already put together) becomes a page of its own."""
+    pages = {k: v for k, v in records.items() if "fields" in v}
+    newest = max([last_number(k, v) for k, v in pages.items()] + [int(n) for n in through.values()] + [0])
     effects: list[Effect] = []
-    for key in map(str, args.get("keys", ())):
-        row = outbox.get(key)
-        if row is None:
+    for key, row in sorted(records.items()):
+        if key in pages:
             continue
-        row = outbox[key] = {**row, "delivered": sorted({*row.get("delivered", []), channel})}
-        if set(channels) <= set(row["delivered"]):
-            del outbox[key]
-            effects.append(Delete(OUTBOX, key))
-        else:
-            effects.append(Put(OUTBOX, key, row))
+        newest += 1
+        fields = FIELDS + ("text",)
+        value = {"fields": fields, "sms": [tuple(row.get(f) for f in fields)]}
+        pages[page_key(newest)] = value
+        effects += [Delete(OUTBOX, key), Put(OUTBOX, page_key(newest), value)]
+    done = min((int(through.get(c, 0)) for c in channels), default=0)
+    for key in [k for k, v in pages.items() if last_number(k, v) <= done]:
+        del pages[key]
+        effects.append(Delete(OUTBOX, key))
+    return pages, newest, effects
+
+
+def delivered(pages: dict[str, dict[str, Any]], through: dict[str, int], args: dict[str, Any], channels: tuple[str, ...]) -> list[Effect]:
+    """The notifier has every SMS up to ``args["through"]`` on ``args["channel"]``: the mark moves on (never
+    back), and the pages every channel is through are deleted."""
+    channel, upto = str(args.get("channel", "")), int(args.get("through", 0))
+    if channel not in channels or upto <= through.get(channel, 0):
+        return []
+    through[channel] = upto
+    effects: list[Effect] = [Put(THROUGH, "through", dict(through))]
+    done = min(through.get(c, 0) for c in channels)
+    for key in [k for k, v in pages.items() if last_number(k, v) <= done]:
+        del pages[key]
+        effects.append(Delete(OUTBOX, key))
     return effects

@@ -1,8 +1,9 @@
 """The issuer's SMS notifier: delivers the outbox (issuer/sms.py) to the cardholders' phones.
 
 It runs in the issuer's process, beside the core. The node tells it of every
-``sms_outbox`` row once committed; at start it takes the rows the store kept.
-Each SMS goes to every channel:
+``sms_outbox`` page once committed; at start it takes the pages the store kept
+and what each channel had. Each SMS goes to every channel, in the order the
+SMS were written:
 
 - ``inbox``: the local inbox, a SQLite file in the issuer's folder
   (``data/issuer-<name>/sms-inbox.sqlite``), standing for the phones. An SMS
@@ -13,11 +14,12 @@ Each SMS goes to every channel:
   2xx answer, a refused connection or a timeout is retried, with a wait that
   doubles from ``retry_first_ms`` up to ``retry_cap_ms``.
 
-A delivery is reported to the core as the command ``sms-delivered``; the
-core, the store's single writer, marks the row and removes it once every
-channel has it. A crash between the delivery and that commit delivers
-again, with the same id: at least once to the channel, exactly once to the
-phone.
+A channel's progress is reported to the core as the command
+``sms-delivered``: the channel has every SMS through number N (the lowest it
+still lacks, less one). The core, the store's single writer, records that
+mark and removes the pages every channel is through. A crash before that
+commit delivers again what came after the mark, with the same ids: at least
+once to the channel, exactly once to the phone.
 
 ``posnet sms`` (``register_cli``) shows the inboxes of every issuer.
 """
@@ -38,7 +40,7 @@ from urllib.parse import urlsplit
 from .. import config as cfg
 from .. import timefmt
 from ..effects import Command, Delete, Put, mask_pan
-from ..issuer.sms import DELIVERED, INBOX, OUTBOX, WEBHOOK, bank_of, text
+from ..issuer.sms import DELIVERED, INBOX, OUTBOX, THROUGH, WEBHOOK, bank_of, numbered, page_rows, text
 
 log = logging.getLogger("posnet.sms")
 
@@ -89,7 +91,7 @@ class Inbox:
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
             return []
-        return [r["key"] for r in rows]
+        return [r["number"] for r in rows]
 
     def close(self) -> None:
         self.conn.close()
@@ -144,40 +146,43 @@ async def post_json(url: str, payload: dict[str, Any], headers: dict[str, str], 
 class Notifier:
     """Delivers the outbox of the issuer whose node it is attached to, on each of its channels."""
 
-    def __init__(self, node: Any, settings: cfg.SmsSettings, directory: Path, rows: dict[str, dict[str, Any]]):
+    def __init__(self, node: Any, settings: cfg.SmsSettings, directory: Path, pages: dict[str, dict[str, Any]],
+                 through: dict[str, int]):
         self.node = node
         self.settings = settings
         self.channels: tuple[str, ...] = node.core.config.sms_channels
         self.inbox = Inbox(inbox_path(directory))
         self.bank = bank_of(node.core.config)
-        self._queues: dict[str, dict[str, dict[str, Any]]] = {c: {} for c in self.channels}  # channel -> outbox key -> row
+        self._queues: dict[str, dict[int, dict[str, Any]]] = {c: {} for c in self.channels}  # channel -> number -> SMS, oldest first
+        self._through = {c: int(through.get(c, 0)) for c in self.channels}  # as reported to the core
+        self._newest = dict(self._through)  # the newest SMS queued on each channel
         self._wake = {c: asyncio.Event() for c in self.channels}
         self._failing: set[str] = set()
         self._tasks: list[asyncio.Task] = []
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="sms-inbox")  # the inbox's fsync off the loop
-        for key, row in sorted(rows.items()):  # in the order they were written
-            self._queue(key, row)
+        self._queue(numbered(pages))
         node.after_commit.append(self.on_commit)
         node.companions.append(self)
 
-    def _queue(self, key: str, row: dict[str, Any]) -> None:
+    def _queue(self, sms: list[tuple[int, dict[str, Any]]]) -> None:
         for channel in self.channels:
-            if channel not in row.get("delivered", ()):
-                self._queues[channel].setdefault(key, row)
+            queue, through = self._queues[channel], self._through[channel]
+            for number, row in sms:
+                if number > through:
+                    queue.setdefault(number, row)
+                    self._newest[channel] = max(self._newest[channel], number)
+            if queue:
                 self._wake[channel].set()
 
-    def message(self, key: str, row: dict[str, Any]) -> dict[str, Any]:
-        """An outbox row as it is sent: its facts, the bank, and the words (put together now, a batch
-        at a time, not for a million rows at once after a sweep's commit)."""
-        return {**row, "key": key, "bank": self.bank, "text": text(self.bank, row)}
+    def message(self, number: int, row: dict[str, Any]) -> dict[str, Any]:
+        """An SMS as it is sent: its facts, its number, the bank, and the words (put together now, a
+        batch at a time, not for a million SMS at once after a sweep's commit)."""
+        return {**row, "number": number, "bank": self.bank, "text": text(self.bank, row)}
 
     def on_commit(self, records: list[Any]) -> None:
         for r in records:
             if isinstance(r, Put) and r.table == OUTBOX:
-                self._queue(r.key, r.value)  # the core never changes a row it wrote: it writes a new one
-            elif isinstance(r, Delete) and r.table == OUTBOX:
-                for q in self._queues.values():
-                    q.pop(r.key, None)
+                self._queue(page_rows(r.key, r.value))  # pages come in the order of their numbers
 
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._run(c), name=f"sms-{c}") for c in self.channels]
@@ -197,7 +202,7 @@ class Notifier:
                 self._wake[channel].clear()
                 await self._wake[channel].wait()
                 continue
-            batch = [self.message(k, r) for k, r in islice(queue.items(), INBOX_BATCH_MAX if channel == INBOX else WEBHOOK_IN_FLIGHT_MAX)]
+            batch = [self.message(n, r) for n, r in islice(queue.items(), INBOX_BATCH_MAX if channel == INBOX else WEBHOOK_IN_FLIGHT_MAX)]
             try:
                 if channel == INBOX:
                     done = await asyncio.get_running_loop().run_in_executor(self._writer, self.inbox.deliver, batch)
@@ -206,10 +211,12 @@ class Notifier:
             except Exception:  # a bug here must not stop the SMS: the batch is tried again later
                 log.exception("SMS %s: delivery failed", channel)
                 done = []
-            for key in done:
-                queue.pop(key, None)
-            if done:
-                self.node.submit(Command(DELIVERED, {"keys": done, "channel": channel}))
+            for number in done:
+                queue.pop(number, None)
+            through = next(iter(queue)) - 1 if queue else self._newest[channel]
+            if through > self._through[channel]:  # every SMS up to it is on the channel
+                self._through[channel] = through
+                self.node.submit(Command(DELIVERED, {"channel": channel, "through": through}))
             if len(done) < len(batch):
                 self._failing.add(channel)
                 await asyncio.sleep(wait_ms / 1000)
@@ -230,7 +237,7 @@ class Notifier:
                 reason = f"{type(e).__name__}: {e}"
             else:
                 if 200 <= status < 300:
-                    return row["key"]
+                    return row["number"]
                 reason = f"answered {status}"
             if WEBHOOK not in self._failing:  # once per outage, not once per attempt
                 log.warning("SMS gateway %s: %s; retrying with backoff", self.settings.webhook_url, reason)
@@ -240,10 +247,11 @@ class Notifier:
         return [r for r in results if r is not None]
 
 
-def attach(node: Any, net: cfg.Network, party: str, directory: Path, rows: dict[str, dict[str, Any]]) -> Notifier:
-    """The notifier of issuer ``party`` beside its node; ``rows``: the outbox as the store kept it."""
+def attach(node: Any, net: cfg.Network, party: str, directory: Path) -> Notifier:
+    """The notifier of issuer ``party`` beside its node, whose core is restored: it delivers what the
+    core's outbox holds beyond each channel's mark."""
     issuer = next(i for i in net.issuers if f"issuer-{i['name']}" == party)
-    return Notifier(node, cfg.sms_settings(net, issuer), directory, rows)
+    return Notifier(node, cfg.sms_settings(net, issuer), directory, node.core.sms_outbox, node.core.sms_through)
 
 
 # -- posnet sms -----------------------------------------------------------------------
@@ -289,7 +297,13 @@ def read_outbox(net: cfg.Network) -> list[dict[str, Any]]:
         store = PartyStore(location, schema=party_schema(net, party) if location.startswith("postgres") else None)
         try:
             bank = i.get("display_name") or i["name"]
-            out += [{"issuer": i["name"], **row, "text": text(bank, row)} for row in store.rows(OUTBOX).values()]
+            channels = cfg.sms_settings(net, i).channels
+            through = store.rows(THROUGH).get("through", {})
+            pages = {k: v for k, v in store.rows(OUTBOX).items() if "fields" in v}  # (a row of the first form: pages at the next start)
+            for number, row in numbered(pages):
+                has = [c for c in channels if through.get(c, 0) >= number]
+                if len(has) < len(channels):
+                    out.append({"issuer": i["name"], **row, "number": number, "text": text(bank, row), "delivered": has})
         finally:
             store.close()
     out.sort(key=lambda m: m["at_ms"])
@@ -312,7 +326,7 @@ def cmd_sms(args) -> int:
     for m in messages:
         when = timefmt.stamp(m["at_ms"])
         if args.outbox:
-            print(f"{when}  {m['id']}  {m['event']}  delivered: {', '.join(m.get('delivered', ())) or 'nowhere yet'}")
+            print(f"{when}  #{m['number']}  {m['id']}  {m['event']}  delivered: {', '.join(m['delivered']) or 'nowhere yet'}")
             print(f"    {m['text']}")
         else:
             print(f"{when}  {m['phone'][:3]}****{m['phone'][-4:]}  {m['text']}")

@@ -16,7 +16,6 @@ from ..acquirer.core import Acquirer
 from ..issuer.core import Issuer
 from ..security import SecurityModule
 from ..switch.core import Switch
-from ..issuer.sms import OUTBOX
 from . import chaos, control, notifier
 from .clearing_io import ClearingBoxes
 from .clock import NetworkClock
@@ -90,13 +89,12 @@ def open_party(net: cfg.Network, party: str) -> tuple[PartyNode, list[Any]]:
     elif party.startswith("issuer-"):
         store = PartyStore(location, with_ledger=True, schema=schema)
         core = Issuer(cfg.issuer_config(net, party[len("issuer-") :], hsm), hsm, store.load_ledger())
-        tables = store.load()
-        restore = core.restore(tables, clock.now_ms())
+        restore = core.restore(store.load(), clock.now_ms())
     else:
         raise cfg.ConfigError(f"no party {party!r}; the parties are {', '.join(net.party_names())}")
     node = PartyNode(party, core, store, (ep.host, ep.port), links, trace_path=d / "trace.jsonl", clock=clock)
     if party.startswith("issuer-"):
-        notifier.attach(node, net, party, d, tables.get(OUTBOX, {}))  # the SMS to its cardholders
+        notifier.attach(node, net, party, d)  # the SMS to its cardholders
     return node, restore
 
 

@@ -281,7 +281,7 @@ def check(world: World, net, settled: list[dict[str, Any]] = ()) -> list[str]:
                 violations.append(f"rule 6: {mask_pan(pan)}: {held} fen still held after the holds' expiry")
     violations += _check_clearing(world, issuers, switch, settled)
     for issuer in issuers:
-        outbox = world.tables(f"issuer-{issuer.config.name}").get(sms.OUTBOX, {})
+        outbox = dict(sms.numbered(world.tables(f"issuer-{issuer.config.name}").get(sms.OUTBOX, {})))
         violations += [f"rule 8: {v}" for v in sms_rule.check(issuer, outbox)]
     return violations
 

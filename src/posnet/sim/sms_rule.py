@@ -39,17 +39,18 @@ def money_events(issuer: Any, account_id: int) -> set[str]:
     return out
 
 
-def check(issuer: Any, outbox: dict[str, dict[str, Any]]) -> list[str]:
-    """What breaks the rule at one issuer, whose SMS (all of them) are ``outbox`` (the outbox's rows by key)."""
+def check(issuer: Any, outbox: dict[int, dict[str, Any]]) -> list[str]:
+    """What breaks the rule at one issuer, whose SMS (all of them) are ``outbox``, by their numbers
+    (``issuer.sms.numbered``)."""
     violations: list[str] = []
     expected: dict[str, str] = {}  # event id -> masked card
     for pan, card in issuer.config.cards.items():
         if card.phone:
             expected.update(dict.fromkeys(money_events(issuer, card.account_id), mask_pan(pan)))
     told: dict[str, dict[str, Any]] = {}  # event id -> its SMS
-    for key, row in sorted(outbox.items()):
+    for number, row in sorted(outbox.items()):
         if row["id"] in told:
-            violations.append(f"{issuer.config.name}: money event {row['id']} of {row['card']} told twice (outbox row {key})")
+            violations.append(f"{issuer.config.name}: money event {row['id']} of {row['card']} told twice (SMS number {number})")
         told[row["id"]] = row
     for event_id in sorted(expected.keys() - told.keys()):
         violations.append(f"{issuer.config.name}: money event {event_id} of {expected[event_id]} has no SMS")
