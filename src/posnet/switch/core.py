@@ -76,7 +76,7 @@ class Switch:
         self.auth_log: dict[str, dict[str, Any]] = {}
         self.files_in: dict[str, dict[str, Any]] = {}  # presentment files by name
         self.cycle: dict[str, Any] = clearing.new_cycle()  # the clearing cycle open until the next cut-off
-        self.items: list[dict[str, Any]] = []  # presentments of the open cycle, cleared at the cut-off
+        self.cycle_texts: dict[str, str] = {}  # the open cycle's presentment files, read at the cut-off
         self.last_closed_files: list[str] = []  # the files of the last cycle closed (their texts are kept)
         self.counters: dict[str, int] = {"clearing_file": 0}
         self.closed_cutoff_ms: int | None = None
@@ -98,7 +98,7 @@ class Switch:
         self.files_in = {k: dict(v) for k, v in tables.get("clearing_files_in", {}).items()}
         self.cycle = dict(tables.get("clearing_cycle", {}).get("open") or clearing.new_cycle())
         texts = tables.get(clearing.FILE_TEXTS, {})
-        self.items = clearing.cycle_items(self.cycle, texts)
+        self.cycle_texts = {name: texts[name]["text"] for name in self.cycle["files"]}
         clearing.mark_presented(self.auth_log, tables.get(clearing.PRESENTED, {}))
         self.counters.update(tables.get("state", {}).get("counters", {}))
         self.closed_cutoff_ms = tables.get("state", {}).get("cutoff", {}).get("closed_cutoff_ms")
