@@ -88,17 +88,18 @@ def from_csv(text: str, fields: tuple[str, ...], keep: tuple[str, ...] | None = 
     names = fields if keep is None else keep
     assert names and set(names) <= set(fields), names
     pick = itemgetter(*(fields.index(f) for f in names)) if len(names) > 1 else (lambda v, i=fields.index(names[0]): (v[i],))
-    return [dict(zip(names, pick(values))) for values in _checked(text, fields)]  # later columns than ``fields`` are left out
+    return [dict(zip(names, pick(values))) for values in values_of(text, fields)]  # later columns than ``fields`` are left out
 
 
 def check_csv(text: str, fields: tuple[str, ...]) -> int:
     """How many rows a clearing file has, every line checked as ``from_csv`` checks it (for a party
     that reads the rows later: a switch keeps a presentment file's text until the cut-off)."""
-    return sum(1 for _ in _checked(text, fields))
+    return sum(1 for _ in values_of(text, fields))
 
 
-def _checked(text: str, fields: tuple[str, ...]) -> Iterator[list[Any]]:
-    """Each line's values, its numbers made ints, once it is found right."""
+def values_of(text: str, fields: tuple[str, ...]) -> Iterator[list[Any]]:
+    """Each line's values in the order of ``fields`` (and any later columns), its numbers made ints,
+    once it is found right: a row without a dict, for a party that reads a million of every field."""
     reader = _lines(text)
     line_no = 1
     try:

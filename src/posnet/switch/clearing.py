@@ -15,7 +15,6 @@ fee income sum to zero. docs/clearing.md.
 from __future__ import annotations
 
 from collections import Counter
-from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from .. import timefmt
@@ -30,8 +29,8 @@ from ..clearing_files import (
     REVERSED,
     clearing_day,
     csv_text,
-    from_csv,
     receive,
+    values_of,
     issuer_box,
     to_csv,
     yuan,
@@ -56,6 +55,13 @@ REJECT_LETTER = {v: k for k, v in REJECTED.items()}
 
 # A forwarded item's line: the presentment's fields, then what clearing added, in this order (_forward).
 FORWARDED_ADDED = ("issuer", "match", "interchange_fen", "acquirer_fee_fen", "issuer_fee_fen", "clearing_day", "source_file")
+
+# An item of a cycle: a presentment line's values as read (a list, not a dict: a cut-off reads a million),
+# then the file it came in and its key in the cycle, "<file>#<line>".
+ITEM_FIELDS = PRESENTMENT_FIELDS + ("source_file", "item_key")
+LIFECYCLE, KIND, ACQUIRER, PAN, AMOUNT, HOST_KEY, SOURCE, ITEM_KEY = map(
+    ITEM_FIELDS.index, ("lifecycle", "kind", "acquirer_id", "pan", "amount_fen", "host_key", "source_file", "item_key"))
+N_PRESENTED = len(PRESENTMENT_FIELDS)
 assert CLEARING_FIELDS == PRESENTMENT_FIELDS + FORWARDED_ADDED
 
 
@@ -82,24 +88,20 @@ FILE_TEXTS = "clearing_file_texts"
 PRESENTED = "clearing_presented"  # per clearing day: {presentment file: [host keys of the sales it presented]}
 
 
-def new_cycle(carried: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """``carried``: the items (rows) an earlier cut-off deferred to this cycle."""
-    return {"files": [], "carried_rows": carried or [], "items": 0, "matches": {}, "rejected": 0, "members": {}}
+def new_cycle(carried: list[list[Any]] | None = None) -> dict[str, Any]:
+    """``carried``: the items (ITEM_FIELDS) an earlier cut-off deferred to this cycle."""
+    return {"files": [], "carried_items": carried or [], "items": 0, "matches": {}, "rejected": 0, "members": {}}
 
 
-def file_rows(name: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The items of a presentment file the switch took, each with its file and its key in the cycle."""
-    for n, row in enumerate(rows):
-        row["source_file"] = name
-        row["item_key"] = f"{name}#{n:07d}"
-    return rows
-
-
-def cycle_items(cycle: dict[str, Any], texts: dict[str, str]) -> list[dict[str, Any]]:
-    """A cycle's items in the order it took them (the carried ones first), from its files' texts."""
-    items = [dict(r) for r in cycle.get("carried_rows", [])]
+def cycle_items(cycle: dict[str, Any], texts: dict[str, str]) -> list[list[Any]]:
+    """A cycle's items (ITEM_FIELDS) in the order it took them (the carried ones first), from its files' texts."""
+    items = [list(r) for r in cycle.get("carried_items", [])]
+    items += [[r.get(f, "") for f in ITEM_FIELDS] for r in cycle.get("carried_rows", [])]  # as a cycle kept them before
     for name in cycle["files"]:
-        items += file_rows(name, from_csv(texts[name], PRESENTMENT_FIELDS))
+        for n, values in enumerate(values_of(texts[name], PRESENTMENT_FIELDS)):
+            del values[N_PRESENTED:]  # columns after the known ones are not forwarded
+            values += (name, f"{name}#{n:07d}")
+            items.append(values)
     return items
 
 
@@ -147,11 +149,11 @@ def clear(switch: "Switch", day: str, now_ms: int) -> tuple[list[Effect], list[d
     owed = {name: set(saf.items) for name, saf in switch.saf.items()}
     items, deferred, routes = [], [], []  # routes: each item's issuer, looked up once
     for row in cycle_items(switch.cycle, switch.cycle_texts):
-        issuer = switch.route(row["pan"])
-        auth = switch.auth_log.get(row["host_key"])
+        issuer = switch.route(row[PAN])
+        auth = switch.auth_log.get(row[HOST_KEY])
         if issuer is not None and auth is not None:
             waiting = owed[issuer]
-            if waiting and (row["host_key"] in waiting or auth.get("void_key", "") in waiting):
+            if waiting and (row[HOST_KEY] in waiting or auth.get("void_key", "") in waiting):
                 deferred.append(row)
                 continue
         items.append(row)
@@ -161,11 +163,11 @@ def clear(switch: "Switch", day: str, now_ms: int) -> tuple[list[Effect], list[d
     for row, issuer in zip(items, routes):
         letter = _decide(switch, row, issuer)
         decisions.append(letter)
-        if letter in MATCH_OF and row["kind"] == "sale":
-            auth = switch.auth_log.get(row["host_key"])
+        if letter in MATCH_OF and row[KIND] == "sale":
+            auth = switch.auth_log.get(row[HOST_KEY])
             if auth is not None:
-                auth["presented"] = row["source_file"]
-                presented.setdefault(row["source_file"], []).append(row["host_key"])
+                auth["presented"] = row[SOURCE]
+                presented.setdefault(row[SOURCE], []).append(row[HOST_KEY])
     if presented:
         effects.append(Put(PRESENTED, day, presented))
     decisions_text = "".join(decisions)
@@ -179,7 +181,7 @@ def clear(switch: "Switch", day: str, now_ms: int) -> tuple[list[Effect], list[d
     cycle["items"] = len(items)
     cycle["deferred"] = len(deferred)
     cycle["outputs"] = outputs
-    cycle["deferred_items"] = [r["item_key"] for r in deferred]  # the rest, with the decisions: the issuers' files again
+    cycle["deferred_items"] = [r[ITEM_KEY] for r in deferred]  # the rest, with the decisions: the issuers' files again
     cycle["decisions"] = decisions_text
     counts = Counter(decisions_text)
     for letter, n in counts.items():
@@ -203,7 +205,7 @@ def clear(switch: "Switch", day: str, now_ms: int) -> tuple[list[Effect], list[d
         cycle["fee_income_fen"] = cycle.get("fee_income_fen", 0) + t["acquirer_fee"] + t["issuer_fee"]
     for row, letter in zip(items, decisions_text):
         if letter in REJECTED:
-            effects.append(Trace(row["lifecycle"], "presentment rejected", {"reason": REJECTED[letter], "pan": mask_pan(row["pan"])}))
+            effects.append(Trace(row[LIFECYCLE], "presentment rejected", {"reason": REJECTED[letter], "pan": mask_pan(row[PAN])}))
     return effects + forwarded + [
         Trace("", "presentments cleared", {"day": day, "items": len(items), "deferred": len(deferred), "issuers": sorted(outputs)}),
     ], deferred
@@ -215,31 +217,31 @@ def forward_again(switch: "Switch", record: dict[str, Any], texts: dict[str, dic
     if any(name not in texts for name in record["files"]):
         return []
     deferred = set(record.get("deferred_items", []))
-    rows = [r for r in cycle_items(record, {name: texts[name]["text"] for name in record["files"]}) if r["item_key"] not in deferred]
+    rows = [r for r in cycle_items(record, {name: texts[name]["text"] for name in record["files"]}) if r[ITEM_KEY] not in deferred]
     if len(rows) != len(record.get("decisions", "")):
         return []
     return _forward(switch, rows, record["decisions"], record["day"], record["outputs"])[0]
 
 
-def _decide(switch: "Switch", row: dict[str, Any], issuer: str | None) -> str:
-    """``issuer``: the item's by its BIN (``switch.route``)."""
-    if row["acquirer_id"] not in switch.config.acquirers:
+def _decide(switch: "Switch", row: list[Any], issuer: str | None) -> str:
+    """``row``: an item (ITEM_FIELDS); ``issuer``: the item's by its BIN (``switch.route``)."""
+    if row[ACQUIRER] not in switch.config.acquirers:
         return REJECT_LETTER["unknown acquirer"]
     if issuer is None:
         return REJECT_LETTER["no issuer for the card's BIN"]
-    kind = row["kind"]
+    kind = row[KIND]
     if kind == "credit":
         return DECISION[MANUAL_CREDIT]
     if kind not in ("sale", "refund"):
         return REJECT_LETTER["unknown kind"]
-    auth = switch.auth_log.get(row["host_key"])
+    auth = switch.auth_log.get(row[HOST_KEY])
     if auth is None or auth["kind"] != kind:
         return DECISION[NO_AUTHORIZATION]
     if kind == "sale" and auth.get("presented"):
         return REJECT_LETTER["duplicate presentment"]
     if auth["status"] != "approved":
         return DECISION[REVERSED]
-    if row["amount_fen"] > auth["amount_fen"]:
+    if row[AMOUNT] > auth["amount_fen"]:
         return DECISION[AMOUNT_DIFFERS]
     return DECISION[MATCHED]
 
@@ -248,23 +250,22 @@ def _forward(switch: "Switch", rows, decisions: str, day: str, outputs: dict[str
     """The issuers' clearing files of one presentment file, and its totals per (acquirer, issuer).
     ``routes``: each row's issuer, when the caller has looked them up."""
     rates = switch.config.rates
-    per_issuer: dict[str, list[tuple[Any, ...]]] = {}  # each a line of CLEARING_FIELDS
+    per_issuer: dict[str, list[list[Any]]] = {}  # each a line of CLEARING_FIELDS
     totals: dict[tuple[str, str], dict[str, int]] = {}
     if routes is None:
-        routes = [switch.route(row["pan"]) for row in rows]
-    presented = itemgetter(*PRESENTMENT_FIELDS)
+        routes = [switch.route(row[PAN]) for row in rows]
     for row, letter, issuer in zip(rows, decisions, routes):
         if letter not in MATCH_OF:
             continue
         route = switch.config.issuers[issuer]
-        sale = row["kind"] == "sale"
-        amount = row["amount_fen"]
+        sale = row[KIND] == "sale"
+        amount = row[AMOUNT]
         interchange = rates.interchange.of(amount) if sale else 0
         scheme_fee = rates.scheme_fee.of(amount) if sale else 0  # taken from each side alike
         per_issuer.setdefault(issuer, []).append(
-            presented(row) + (route.institution_id, MATCH_OF[letter], interchange, scheme_fee, scheme_fee, day, row["source_file"])
+            row[:N_PRESENTED] + [route.institution_id, MATCH_OF[letter], interchange, scheme_fee, scheme_fee, day, row[SOURCE]]
         )
-        pair = (row["acquirer_id"], route.institution_id)
+        pair = (row[ACQUIRER], route.institution_id)
         t = totals.get(pair)
         if t is None:
             t = totals[pair] = Counter()
