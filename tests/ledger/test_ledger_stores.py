@@ -240,6 +240,37 @@ def test_expiries_survive_a_reload(store_factory):
     ]
 
 
+def test_expiries_stored_by_the_first_schema_are_kept_by_the_migration_and_numbered_on(store_factory):
+    from posnet.ledger import LedgerChanges
+    from posnet.ledger.store import _VERSION_TABLE, MIGRATIONS, _statements
+
+    conn, store = store_factory.open(migrate=False)
+    conn.execute(_VERSION_TABLE)
+    for sql in _statements(store.dialect, MIGRATIONS[0][2]):  # the schema as version 1 left it
+        conn.execute(sql)
+    conn.execute("INSERT INTO ledger_schema_version (version, description) VALUES (1, 'version 1')")
+    led = Ledger()
+    led.create_accounts([Account(1, 156, 1), Account(2, 156, 1)], NOW)
+    led.create_transfers([Transfer(i, 1, 2, 5, 156, 1, F.PENDING, timeout_s=1 if i < 12 else 100) for i in (10, 11, 12)], NOW)
+    assert led.expire_pending(NOW + 1_000) == [10, 11]
+    changes = led.take_changes()
+    store.write(LedgerChanges(changes.accounts, changes.transfers, changes.first_transfer_seq))
+    ph = "?" if store.dialect == "sqlite" else "%s"
+    for pid, ts in reversed(changes.expiries):  # keyed by pending id then, in no order
+        conn.execute(f"INSERT INTO ledger_expiries (pending_id, timestamp_ms) VALUES ({ph}, {ph})", (str(pid), ts))
+    conn.commit()
+
+    store.migrate()
+    loaded = store.load()
+    assert [loaded.pending_status(i) for i in (10, 11, 12)] == ["expired", "expired", "pending"]
+    assert loaded.expire_pending(NOW + 100_000) == [12]
+    more = loaded.take_changes()
+    assert more.first_expiry_seq == 3, "numbered after the two the migration numbered"
+    store.write(more)
+    conn.commit()
+    assert store.load().pending_status(12) == "expired"
+
+
 def test_a_change_set_written_twice_is_refused(store_factory):
     conn, store = store_factory.open()
     led = Ledger()
@@ -250,6 +281,16 @@ def test_a_change_set_written_twice_is_refused(store_factory):
     conn.commit()
     with pytest.raises(Exception, match="(?i)unique|duplicate"):
         store.write(changes)
+    conn.rollback()
+    led.create_transfers([Transfer(11, 1, 2, 5, 156, 1, F.PENDING, timeout_s=1)], NOW)
+    store.write(led.take_changes())
+    conn.commit()
+    led.expire_pending(NOW + 1_000)
+    expiry = led.take_changes()
+    store.write(expiry)
+    conn.commit()
+    with pytest.raises(Exception, match="(?i)unique|duplicate"):
+        store.write(expiry)  # an expiry too: its number is taken
     conn.rollback()
 
 

@@ -45,6 +45,10 @@ class CardRecord:
     per_transaction_limit_fen: int = 5_000_000  # 50,000.00 yuan
     cardholder: str = ""
     phone: str = ""
+    masked_pan: str = field(init=False, repr=False, compare=False)  # as SMS and traces show it, worked out once
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "masked_pan", mask_pan(self.pan))
 
 
 @dataclass(frozen=True)
@@ -195,9 +199,12 @@ class Issuer:
         """The cardholder's SMS of one money event of ``sale``'s card (issuer/sms.py)."""
         card = self.config.cards.get(sale["pan"])
         if card is not None:
-            line = sms.notice(self.config, event, sale, card, amount_fen, event_id, now_ms, self.available_fen(card.account_id))
-            if line is not None:
-                self._sms_out.append(line)
+            self._tell(card, event, sale, amount_fen, event_id, now_ms)
+
+    def _tell(self, card: CardRecord, event: str, sale: dict[str, Any], amount_fen: int, event_id: int, now_ms: int) -> None:
+        line = sms.notice(self.config, event, sale, card, amount_fen, event_id, now_ms, self.available_fen(card.account_id))
+        if line is not None:
+            self._sms_out.append(line)
 
     def expire_due(self, now_ms: int) -> list[Effect]:
         """Release every hold whose time is up, in one input (before clearing meets them)."""
@@ -233,15 +240,19 @@ class Issuer:
         """Release the holds due (the ``limit`` earliest; ``_arm_expiry`` then re-arms the timer
         at once for the rest)."""
         effects: list[Effect] = []
+        cards = self.config.cards
         for hold_id in self.ledger.expire_pending(now_ms, limit):
             key = self._hold_keys.pop(hold_id, None)
             auth = self.auths.get(key) if key is not None else None
             if auth is None or auth.get("hold_id") != hold_id:
                 continue
-            self._notify("expiry", auth, auth["amount_fen"], sms.expiry_event_id(auth["hold_id"]), now_ms)
+            card = cards.get(auth["pan"])
+            if card is not None:
+                self._tell(card, "expiry", auth, auth["amount_fen"], sms.expiry_event_id(hold_id), now_ms)
             if auth["status"] == "held":
                 auth["status"] = "expired"  # no record: the ledger's expiry is it (_follow_holds)
-                effects.append(Trace(auth["rrn"], "hold expired and released", {"pan": mask_pan(auth["pan"]), "amount": auth["amount_fen"]}))
+                masked = card.masked_pan if card is not None else mask_pan(auth["pan"])
+                effects.append(Trace(auth["rrn"], "hold expired and released", {"pan": masked, "amount": auth["amount_fen"]}))
         return effects
 
     def _request(self, source: str, frame: bytes, now_ms: int) -> list[Effect]:

@@ -109,7 +109,7 @@ def notice(config, event: str, auth: dict[str, Any], card, amount_fen: int, even
     if not card.phone or not config.sms_channels:
         return None
     return (
-        str(event_id), event, card.phone, mask_pan(card.pan), merchant_of(auth), now_ms, amount_fen, balance_fen,
+        str(event_id), event, card.phone, card.masked_pan, merchant_of(auth), now_ms, amount_fen, balance_fen,
         auth.get("rrn", ""), auth.get("at_ms") if event in SINCE_EVENTS else None,
     )
 

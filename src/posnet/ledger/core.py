@@ -223,6 +223,7 @@ class Ledger:
         self._new_transfers: list[Transfer] = []
         self._first_tseq = 1
         self._expiries: list[tuple[int, int]] = []
+        self._first_eseq = 1  # the sequence number of the first expiry of the change set
         # Scratch of one call: balances of touched accounts before the call.
         self._snap: dict[_Acct, tuple] = {}
         # Scratch of one linked chain: balances before the chain, objects created in it.
@@ -836,18 +837,20 @@ class Ledger:
     def take_changes(self) -> LedgerChanges:
         """Everything created since the last call, for a store to persist."""
         if not (self._new_accounts or self._new_transfers or self._expiries):
-            return LedgerChanges(first_transfer_seq=self._next_tseq)
+            return LedgerChanges(first_transfer_seq=self._next_tseq, first_expiry_seq=self._first_eseq)
         changes = LedgerChanges(
             accounts=self._new_accounts,
             transfers=self._new_transfers,
             first_transfer_seq=self._first_tseq,
             expiries=self._expiries,
+            first_expiry_seq=self._first_eseq,
         )
         if self._first_tseq + len(self._new_transfers) != self._next_tseq:
             raise AssertionError("transfer sequence numbers are not contiguous")
         self._new_accounts = []
         self._new_transfers = []
         self._first_tseq = self._next_tseq
+        self._first_eseq += len(self._expiries)
         self._expiries = []
         return changes
 
@@ -995,7 +998,7 @@ class Ledger:
         account_rows: (seq, id, ledger, code, flags, user_data, timestamp_ms), flags as created
         transfer_rows, in seq order: (seq, id, debit_account_id, credit_account_id, amount,
             ledger, code, flags, pending_id, user_data, timeout_s, timestamp_ms)
-        expiry_rows: (pending_id, timestamp_ms)
+        expiry_rows, in seq order: (pending_id, timestamp_ms)
 
         Balances are not stored: they are the sum of the transfers, replayed here.
         """
@@ -1109,7 +1112,9 @@ class Ledger:
             now = last_ts
         self._next_tseq = last_seq + 1
         self._first_tseq = self._next_tseq
+        expired = 0
         for pid, ts in expiry_rows:
+            expired += 1
             pid = int(pid)
             if status.get(pid) != PENDING:
                 raise AssertionError(f"expiry recorded for {pid}, which is {status.get(pid)}")
@@ -1119,6 +1124,7 @@ class Ledger:
             status[pid] = EXPIRED
             if ts > now:
                 now = ts
+        self._first_eseq = expired + 1
         # A closing transfer keeps its account closed while it stands or once posted.
         for t in closing:
             if status[t.id] in (PENDING, POSTED):

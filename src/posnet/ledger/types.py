@@ -234,13 +234,16 @@ class LedgerChanges:
       user_data, timestamp_ms)``, flags as created;
     - ``transfers``: new transfers in creation order; the first has sequence
       number ``first_transfer_seq`` and the rest follow one by one;
-    - ``expiries``: pending transfers that expired, ``(pending_id, timestamp_ms)``.
+    - ``expiries``: pending transfers that expired, ``(pending_id, timestamp_ms)``,
+      in the order they expired; the first has sequence number
+      ``first_expiry_seq`` and the rest follow one by one.
     """
 
     accounts: list[tuple] = field(default_factory=list)
     transfers: list[Transfer] = field(default_factory=list)
     first_transfer_seq: int = 0
     expiries: list[tuple[int, int]] = field(default_factory=list)
+    first_expiry_seq: int = 0
 
     @property
     def empty(self) -> bool:
