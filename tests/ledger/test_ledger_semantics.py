@@ -447,3 +447,15 @@ def test_the_issuers_purchase_story():
                                                                        C.REFUND_CREDIT]
     assert led.totals(C.CNY) == (0, 63_500, 0, 63_500)
     led.check_invariants()
+
+
+def test_the_next_expiry_is_found_after_thousands_of_holds_were_posted_at_once(led):
+    """Past a few thousand resolved holds at the top of the expiry queue, the queue is swept whole."""
+    holds = [hold(100 + i, 1, timeout_s=60 + i % 7, dr=FUND) for i in range(10_000)]
+    later = [hold(50_000 + i, 1, timeout_s=3_600 + i, dr=FUND) for i in range(3)]
+    assert set(led.create_transfers(holds + later, NOW)) == {R.OK}
+    posts = [Transfer(20_000 + i, 0, 0, 0, 0, 0, F.POST_PENDING, pending_id=h.id) for i, h in enumerate(holds)]
+    assert set(led.create_transfers(posts, NOW)) == {R.OK}
+    assert led.next_expiry_ms() == NOW + 3_600_000
+    assert led.expire_pending(NOW + 3_601_000) == [50_000, 50_001]
+    assert led.next_expiry_ms() == NOW + 3_602_000

@@ -193,6 +193,9 @@ def _validate_transfer(t) -> None:
     _check_int("Transfer.flags", t.flags, TRANSFER_FLAGS_ALL)
 
 
+_STALE_BEFORE_SWEEP = 4096  # resolved holds found at the top of the expiry queue before it is swept whole
+
+
 def _expiry_ms(t: Transfer) -> int:
     return t.timestamp_ms + t.timeout_s * 1000
 
@@ -720,11 +723,18 @@ class Ledger:
         heap = self._heap
         status = self._status
         transfers = self._transfers
+        dropped = 0
         while heap:
             exp, _seq, pid = heap[0]
             if status.get(pid) == PENDING and _expiry_ms(transfers[pid]) == exp:
                 return exp
             heapq.heappop(heap)  # resolved or rolled back: drop the stale entry
+            dropped += 1
+            if dropped == _STALE_BEFORE_SWEEP:
+                # Many resolved at once (a clearing file posted a million holds): keep the standing
+                # ones and heapify them, once, instead of popping the rest one by one.
+                heap[:] = [e for e in heap if status.get(e[2]) == PENDING and _expiry_ms(transfers[e[2]]) == e[0]]
+                heapq.heapify(heap)
         return None
 
     # ----------------------------------------------------- the commit's check
