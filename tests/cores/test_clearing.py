@@ -255,3 +255,34 @@ def test_a_sale_presented_twice_in_one_file_is_posted_once(world, card):
     [recon] = issuer.recon.values()
     assert recon["matched_count"] == 1
     assert [e["reason"] for e in recon["exceptions"]] == ["duplicate presentment: already posted, nothing moved"]
+
+
+def test_a_sale_whose_voids_reversal_the_issuer_has_not_heard_waits_for_the_next_cycle_also_across_a_restart(world, card):
+    """Presented while the switch still owes the issuer the reversal of its void, the sale would meet a
+    released hold and be force-posted: it is carried to the next cycle, and cleared once the issuer knows."""
+    start = available(world)
+    world.command(POS, "sign-on")
+    sale = world.command(POS, "sale", card=card, pin=PIN, amount_fen=4_000).done.result
+    world.cut.add(("acquirer", f"conn:{POS}"))  # the void is approved; its answer never reaches the terminal
+    world.command(POS, "void", voucher_no=int(sale["voucher_no"]))
+    world.advance(60_000)
+    assert available(world) == start, "the void released the hold"
+    world.cut = {("switch", "issuer:bank-a")}  # the reversal of the void stops at the switch
+    assert world.command(POS, "settle").done.ok  # the terminal reverses the void first: the sale stands
+    switch = world.parties["switch"].core
+    assert len(switch.saf["bank-a"].items) == 1, "the switch owes the issuer the reversal of the void"
+
+    world.advance(14 * HOUR_MS)  # past the cut-off
+    day = min(world.tables("switch")["clearing_days"].values(), key=lambda d: d["day"])
+    assert day["deferred"] == 1 and day["items"] == 0
+    assert world.tables("switch")["clearing_cycle"]["open"]["carried_items"], "carried, in the store"
+    world.crash("switch")
+    world.restart("switch")
+    world.cut.clear()
+    world.advance(24 * HOUR_MS)  # the reversal goes through, then the next cut-off clears the sale
+
+    issuer = world.parties["issuer-bank-a"].core
+    (auth,) = [a for a in issuer.auths.values() if a["kind"] == "sale"]
+    assert auth["status"] == "posted" and not auth.get("force_posted")
+    assert available(world) == start - 4_000
+    assert all(not r["exceptions"] for r in world.tables("issuer-bank-a")["reconciliation"].values())
