@@ -144,6 +144,31 @@ from posnet.security import SecurityModule
 from posnet.terminal.core import RESPONSE_TIMER, Card, Terminal
 from posnet.wire import FrameReader, WireError, frame
 
+# A host-leg sale request (acquirer -> switch) as the benches time it: bench/codec_bench.py, bench/auth_costs.py.
+SAMPLE_HOST_SALE = {
+    "2": "6222020000000001",
+    "3": "000000",
+    "4": "000000000100",
+    "7": "1124014500",
+    "11": "000123",
+    "12": "094500",
+    "13": "1124",
+    "14": "3012",
+    "18": "5411",
+    "22": "021",
+    "25": "00",
+    "32": "48020000",
+    "33": "48020000",
+    "35": "6222020000000001=30122010000000000",
+    "37": "000000000123",
+    "41": "90000001",
+    "42": "898310148160001",
+    "43": "posnet 测试商户",
+    "49": "156",
+    "52": "54C4406EC8B0BC42",
+    "53": "2600000000000000",
+    "60": "000001000123",
+}
 BENCH_BALANCE = "1000000000.00"  # yuan: no run spends it
 # The demo's two active cards with a balance (bank-a's first card, bank-b's card).
 DEMO_BALANCES = ('balance = "10000.00"', 'balance = "2000.00"')

@@ -40,6 +40,7 @@ if __name__ == "__main__":
     auth_bench.run_at_commit(Path(__file__))
 
 from auth_bench import (
+    SAMPLE_HOST_SALE,
     bench_config_text,
     machine_line,
     remove_snapshot_at_exit,
@@ -244,34 +245,7 @@ def main(argv=None) -> int:
     offset = hsm.pin_offset(pvk, pan, "123456")
     pik = hsm.generate_key()
     block = hsm.encrypt_pin(zpk1, "123456", pan)
-    msg = Message(
-        "0200",
-        {
-            "2": pan,
-            "3": "000000",
-            "4": "000000000100",
-            "7": "1124014500",
-            "11": "000123",
-            "12": "094500",
-            "13": "1124",
-            "14": "3012",
-            "18": "5411",
-            "22": "021",
-            "25": "00",
-            "32": "48020000",
-            "33": "48020000",
-            "35": "6222020000000001=30122010000000000",
-            "37": "000000000123",
-            "41": "90000001",
-            "42": "898310148160001",
-            "43": "posnet 测试商户",
-            "49": "156",
-            "52": block.hex().upper(),
-            "53": "2600000000000000",
-            "60": "000001000123",
-            "100": "01020000",
-        },
-    )
+    msg = Message("0200", {**SAMPLE_HOST_SALE, "2": pan, "52": block.hex().upper(), "100": "01020000"})
     mac = lambda d: hsm.retail_mac(zak, d)
     raw = encode_host(Message(msg.mti, dict(msg.fields)), mac=mac)
     print(

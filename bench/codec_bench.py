@@ -46,7 +46,7 @@ if __name__ == "__main__":
     auth_bench.run_at_commit(Path(__file__))
 
 import iso8583
-from auth_bench import machine_line, remove_snapshot_at_exit, source_version
+from auth_bench import SAMPLE_HOST_SALE as HOST_SALE, machine_line, remove_snapshot_at_exit, source_version
 
 from posnet.wire import codec
 from posnet.wire.codec import Message
@@ -72,30 +72,6 @@ HSM_CALLS = (
 )
 
 PAN = "6222020000000001"
-HOST_SALE = {
-    "2": PAN,
-    "3": "000000",
-    "4": "000000000100",
-    "7": "1124014500",
-    "11": "000123",
-    "12": "094500",
-    "13": "1124",
-    "14": "3012",
-    "18": "5411",
-    "22": "021",
-    "25": "00",
-    "32": "48020000",
-    "33": "48020000",
-    "35": PAN + "=30122010000000000",
-    "37": "000000000123",
-    "41": "90000001",
-    "42": "898310148160001",
-    "43": "posnet 测试商户",
-    "49": "156",
-    "52": "54C4406EC8B0BC42",
-    "53": "2600000000000000",
-    "60": "000001000123",
-}
 TERMINAL_SALE = {
     "2": PAN,
     "3": "000000",
