@@ -11,6 +11,7 @@ on its own when nobody claims it.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import time
 from typing import Any
@@ -85,7 +86,7 @@ class Issuer:
         self.counters: dict[str, int] = {"auth": 0}
         self._expiry_armed_ms: int | None = None
         self._hold_keys: dict[int, str] = {}  # hold id -> its authorization's key, for the holds placed
-        self.sms_outbox: dict[str, dict[str, Any]] = {}  # pages of SMS not yet on every channel (issuer/sms.py)
+        self.sms_outbox: dict[str, dict[str, Any]] = OrderedDict()  # pages of SMS not yet on every channel, oldest first (issuer/sms.py)
         self.sms_through: dict[str, int] = {}  # channel -> the last SMS it has, and every one before
         self._sms_seq = 0  # the newest SMS's number
         self._sms_out: list[tuple] = []  # SMS of the input being handled: one page

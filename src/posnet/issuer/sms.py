@@ -26,6 +26,7 @@ movement. A card without a phone number gets no SMS (it has not signed up for
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from functools import lru_cache
 from typing import Any
 
@@ -173,7 +174,7 @@ def restore(records: dict[str, dict[str, Any]], through: dict[str, int], channel
     """The outbox after a start: its pages, the number of the newest SMS, and the records to write —
     pages every (now configured) channel is through are deleted. A row of the outbox's first form
     (one SMS, keyed by its event id, its words already put together) becomes a page of its own."""
-    pages = {k: v for k, v in records.items() if "fields" in v}
+    pages = OrderedDict((k, v) for k, v in sorted(records.items()) if "fields" in v)  # oldest first, always
     newest = max([last_number(k, v) for k, v in pages.items()] + [int(n) for n in through.values()] + [0])
     effects: list[Effect] = []
     for key, row in sorted(records.items()):
@@ -185,10 +186,7 @@ def restore(records: dict[str, dict[str, Any]], through: dict[str, int], channel
         pages[page_key(newest)] = value
         effects += [Delete(OUTBOX, key), Put(OUTBOX, page_key(newest), value)]
     done = min((int(through.get(c, 0)) for c in channels), default=0)
-    for key in [k for k, v in pages.items() if last_number(k, v) <= done]:
-        del pages[key]
-        effects.append(Delete(OUTBOX, key))
-    return pages, newest, effects
+    return pages, newest, effects + _drop_through(pages, done)
 
 
 def delivered(pages: dict[str, dict[str, Any]], through: dict[str, int], args: dict[str, Any], channels: tuple[str, ...]) -> list[Effect]:
@@ -198,9 +196,17 @@ def delivered(pages: dict[str, dict[str, Any]], through: dict[str, int], args: d
     if channel not in channels or upto <= through.get(channel, 0):
         return []
     through[channel] = upto
-    effects: list[Effect] = [Put(THROUGH, "through", dict(through))]
-    done = min(through.get(c, 0) for c in channels)
-    for key in [k for k, v in pages.items() if last_number(k, v) <= done]:
+    return [Put(THROUGH, "through", dict(through)), *_drop_through(pages, min(through.get(c, 0) for c in channels))]
+
+
+def _drop_through(pages: "OrderedDict[str, dict[str, Any]]", done: int) -> list[Effect]:
+    """Delete the oldest pages while every SMS of each is through (``pages`` is kept oldest first, so this
+    looks at the pages it deletes and one more, however long the outbox has grown)."""
+    gone: list[Effect] = []
+    while pages:
+        key = next(iter(pages))
+        if last_number(key, pages[key]) > done:
+            break
         del pages[key]
-        effects.append(Delete(OUTBOX, key))
-    return effects
+        gone.append(Delete(OUTBOX, key))
+    return gone
