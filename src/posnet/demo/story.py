@@ -29,11 +29,16 @@ def free_ports(n: int) -> list[int]:
 
 
 def free_port_block(n: int, attempts: int = 50) -> int:
-    """The first of ``n`` consecutive free loopback ports (for proxies that take base, base+1, …)."""
+    """The first of ``n`` consecutive free loopback ports (for proxies that take base, base+1, …), below
+    the kernel's range for outgoing connections: a port found free there can be taken by any connection
+    made before the proxy binds it (seen: a chaos control port lost so, failing a test run)."""
     import random
 
+    top = _outgoing_ports_from() - n
+    if top < 21_000:  # no room below that range on this machine: anywhere, as before
+        top = 60_000
     for _ in range(attempts):
-        base = random.randint(20_000, 60_000)
+        base = random.randint(20_000, top)
         socks = []
         try:
             for port in range(base, base + n):
@@ -47,6 +52,14 @@ def free_port_block(n: int, attempts: int = 50) -> int:
             for s in socks:
                 s.close()
     raise RuntimeError(f"no {n} consecutive free ports found")
+
+
+def _outgoing_ports_from() -> int:
+    """The first port of the kernel's range for outgoing connections (Linux; 32768 elsewhere)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
 
 
 def write_config(directory: Path, base_port: int = 0) -> Path:
