@@ -31,7 +31,7 @@ from functools import lru_cache
 from typing import Any
 
 from .. import timefmt
-from ..effects import Delete, Effect, Put, mask_pan
+from ..effects import Delete, Effect, Put
 from ..ledger.ids import derive_id
 
 OUTBOX = "sms_outbox"

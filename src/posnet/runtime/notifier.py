@@ -40,7 +40,7 @@ from urllib.parse import urlsplit
 
 from .. import config as cfg
 from .. import timefmt
-from ..effects import Command, Delete, Put, mask_pan
+from ..effects import Command, Put, mask_pan
 from ..issuer.sms import DELIVERED, INBOX, OUTBOX, THROUGH, WEBHOOK, bank_of, numbered, page_rows, text
 
 log = logging.getLogger("posnet.sms")
