@@ -86,7 +86,7 @@ from posnet.issuer import sms as issuer_sms  # noqa: E402
 from posnet.issuer.core import HOLD_EXPIRY_TIMER, Issuer  # noqa: E402
 from posnet.ledger import CreateTransferResult, Transfer, TransferFlags, chart  # noqa: E402
 from posnet.ledger.ids import derive_id  # noqa: E402
-from posnet.runtime.clearing_io import ClearingBoxes  # noqa: E402
+from posnet.runtime.clearing_io import POLL_INTERVAL_S, ClearingBoxes  # noqa: E402
 from posnet.runtime.node import PartyNode  # noqa: E402
 from posnet.runtime.parties import security_module  # noqa: E402
 from posnet.runtime.store import PartyStore  # noqa: E402
@@ -268,19 +268,43 @@ def started(kind: str, args, folder: Path, now_ms: int, set_up: Callable):
     return core, store
 
 
-def runtime_output(core, store, folder: Path, clearing_dir: Path, effects: list[Any]) -> float:
-    """What the party's node does with the effects after the commit (trace lines, files written); seconds."""
+def party_node(core, store, folder: Path, clearing_dir: Path) -> PartyNode:
+    """The runtime's node of a party, for what it does with the effects after a commit (traces, files)."""
     node = PartyNode(folder.name, core, store, None, trace_path=folder / "trace.jsonl")
     node.publish = ClearingBoxes(clearing_dir).publish
     node.loop = asyncio.new_event_loop()  # for the SetTimer effects; never run
-    t = time.perf_counter()
-    node._execute([e for e in effects if not isinstance(e, RECORD_TYPES)])
+    return node
+
+
+def close_node(node: PartyNode) -> None:
     node._trace_file.close()
-    elapsed = time.perf_counter() - t
     for _, handle in node._timers.values():
         handle.cancel()
     node.loop.close()
+
+
+def runtime_output(core, store, folder: Path, clearing_dir: Path, effects: list[Any]) -> float:
+    """What the party's node does with the effects after the commit (trace lines, files written); seconds."""
+    node = party_node(core, store, folder, clearing_dir)
+    t = time.perf_counter()
+    node._execute([e for e in effects if not isinstance(e, RECORD_TYPES)])
+    node._trace_file.flush()
+    elapsed = time.perf_counter() - t
+    close_node(node)
     return elapsed
+
+
+def ready(path: Path) -> None:
+    path.write_text(str(os.getpid()))
+
+
+def wait_for(path: Path, limit_s: float = 900.0) -> None:
+    """Until the other party's process has started on its store (--phases switch,posting run at once)."""
+    deadline = time.monotonic() + limit_s
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{path.name}: the other phase never started")
+        time.sleep(0.01)
 
 
 # -- setup: the day's authorizations, presentments and holds ---------------------------------------
@@ -396,12 +420,27 @@ def child_switch(args, folder: Path) -> list[dict[str, Any]]:
     out.append(ph.result(files=len(switch.files_in), rows=n, checks=checks,
                          output_s=runtime_output(switch, store, folder / "switch", folder / "clearing", effects_all)))
 
-    # 2. the cut-off
+    # 2. the cut-off, a slice an input (SwitchConfig.clearing_slice_items), each committed and its files
+    # written before the next, as the runtime does: the issuer posts them meanwhile (--phases with posting).
     checks = []
+    if args.together:
+        wait_for(folder / "issuer.ready")
     ph = Phase("switch: cut-off (match, price, book, files, report)", args.profile == "switch", args.no_gc)
-    cutoff_ms = switch.cutoff_ms
-    effects = ph.run("handle", lambda: switch.handle(TimerFired(cf.CUTOFF_TIMER), cutoff_ms))
-    ph.run("commit", lambda: store.commit(records_of(effects)))
+    node = party_node(switch, store, folder / "switch", folder / "clearing")
+    cutoff_at = time.monotonic()
+    effects = []
+    event: Any = TimerFired(cf.CUTOFF_TIMER)
+    slices = 0
+    while True:
+        part = ph.run("handle", lambda: switch.handle(event, switch.cutoff_ms))
+        ph.run("commit", lambda: store.commit(records_of(part)))
+        ph.run("write", lambda: node._execute([e for e in part if not isinstance(e, RECORD_TYPES + (SetTimer,))]))
+        effects += part
+        slices += 1
+        if switch.closing is None:
+            break
+        event = TimerFired(switch_clearing.SLICE_TIMER)
+    close_node(node)
     record = next(e.value for e in effects if isinstance(e, Put) and e.table == "clearing_days")
     check(record["items"] == n and record["matches"] == {"matched": n} and record["rejected"] == 0 and record["deferred"] == 0,
           f"{n:,} items cleared, every one matched", checks)
@@ -416,11 +455,12 @@ def child_switch(args, folder: Path) -> list[dict[str, Any]]:
     fee_acct = switch.ledger.account(switch_clearing.FEE_INCOME_ACCOUNT)
     check(fee_acct.credits_posted - fee_acct.debits_posted == expected_fees, "fee income booked in the ledger", checks)
     check(sum(1 for a in switch.auth_log.values() if a.get("presented")) == n, "every authorization marked presented", checks)
-    presented = json.loads(store.conn.execute("SELECT value FROM records WHERE tbl = 'clearing_presented'").fetchone()[0])
-    check(sum(len(keys) for keys in presented.values()) == n, "and so in the store", checks)
+    presented = [json.loads(v) for (v,) in store.conn.execute("SELECT value FROM records WHERE tbl = 'clearing_presented'")]
+    check(sum(len(keys) for files in presented for keys in files.values()) == n, "and so in the store", checks)
     to_issuer = [e for e in effects if isinstance(e, Publish) and e.box == cf.issuer_box(day.issuer)]
-    check(len(to_issuer) == 1 and to_issuer[0].text.count("\n") == n + 1, f"one clearing file of {n:,} rows for {day.issuer}", checks)
-    out.append(ph.result(rows=n, checks=checks, output_s=runtime_output(switch, store, folder / "switch", folder / "clearing", effects)))
+    check(len(to_issuer) == slices and sum(e.text.count("\n") - 1 for e in to_issuer) == n,
+          f"{slices} clearing files, one a slice, of {n:,} rows in all for {day.issuer}", checks)
+    out.append(ph.result(rows=n, slices=slices, checks=checks, cutoff_at=cutoff_at, output_s=0.0))
     store.close()
     return out
 
@@ -444,21 +484,38 @@ def restarted_statuses(args, where: Path, now_ms: int) -> dict[str, int]:
 
 
 def child_posting(args, folder: Path) -> list[dict[str, Any]]:
+    """Each clearing file the switch writes, posted as the runtime's box watch takes them (every
+    POLL_INTERVAL_S, all that wait), until all n presentments are posted."""
     n = args.count
     where = folder / ISSUER_FOLDER["posting"]
     issuer, store = started("issuer", args, where, FILES_AT_MS, set_up_issuer)
     box = cf.issuer_box(issuer.config.name)
-    (path,) = ClearingBoxes(folder / "clearing").waiting(box)  # the switch's file of phase 2
-    text = path.read_text(encoding="utf-8")
+    boxes = ClearingBoxes(folder / "clearing")
     held_before = available_fen(issuer)
     check(opening_fen(issuer) - held_before == sum(a["amount_fen"] for a in issuer.auths.values()), "setup: the holds stand", [])
 
     checks: list[str] = []
-    ph = Phase("issuer: clearing file posted", args.profile == "posting", args.no_gc)
+    ph = Phase("issuer: clearing files posted", args.profile == "posting", args.no_gc)
     now = issuer.cutoff_ms + POSTING_AFTER_CUTOFF_MS
-    effects = ph.run("handle", lambda: issuer.handle(Command(cf.CLEARING_FILE, {"box": box, "name": path.name, "text": text}), now))
-    ph.run("commit", lambda: store.commit(records_of(effects)))
-    recon = next(e.value for e in effects if isinstance(e, Put) and e.table == "reconciliation")
+    ready(folder / "issuer.ready")
+    effects: list[Any] = []
+    posted, files = 0, 0
+    deadline = time.monotonic() + 900
+    while True:
+        for path in boxes.waiting(box):
+            if path.name in issuer.files_in:
+                continue
+            text = path.read_text(encoding="utf-8")
+            part = ph.run("handle", lambda: issuer.handle(Command(cf.CLEARING_FILE, {"box": box, "name": path.name, "text": text}), now))
+            ph.run("commit", lambda: store.commit(records_of(part)))
+            effects += part
+            posted += text.count("\n") - 1
+            files += 1
+        if posted >= n or time.monotonic() > deadline:
+            break
+        time.sleep(POLL_INTERVAL_S)
+    ended_at = time.monotonic()
+    recon = [e.value for e in effects if isinstance(e, Put) and e.table == "reconciliation"][-1]
     total = sum(a["amount_fen"] for a in issuer.auths.values())
     check(recon["presented"] == n and recon["matched_count"] == n and recon["posted_fen"] == total, f"{n:,} presentments matched and posted", checks)
     check(not recon["exceptions"] and not recon["differences"], "no exception, no difference", checks)
@@ -473,7 +530,8 @@ def child_posting(args, folder: Path) -> list[dict[str, Any]]:
     check(count_rows(store, "SELECT count(*) FROM ledger_transfers WHERE pending_id != '0'") == n,
           f"{n:,} posting transfers in the store", checks)
     sms = sum(len(e.value["sms"]) for e in effects if isinstance(e, Put) and e.table == issuer_sms.OUTBOX)
-    result = ph.result(rows=n, checks=checks, sms=sms, output_s=runtime_output(issuer, store, where, folder / "clearing", effects))
+    result = ph.result(rows=n, files=files, checks=checks, sms=sms, ended_at=ended_at,
+                       output_s=runtime_output(issuer, store, where, folder / "clearing", effects))
     store.close()
     check(restarted_statuses(args, where, now) == {"posted": n}, "a restarted issuer reads every auth as posted", checks)
     return [result]
@@ -517,16 +575,27 @@ CHILDREN = {"setup": child_setup, "switch": child_switch, "posting": child_posti
 # -- main -----------------------------------------------------------------------------------------
 
 
-def run_child(phase: str, args, folder: Path) -> list[dict[str, Any]]:
+def child_command(phase: str, args, folder: Path) -> list[str]:
     cmd = [sys.executable, __file__, "--child", phase, str(folder), "--count", str(args.count), "--cards", str(args.cards),
            "--files", str(args.files), "--phases", ",".join(args.phases)]
     cmd += ["--profile", args.profile] if args.profile else []
     cmd += ["--no-restart"] if args.no_restart else []
     cmd += ["--no-gc"] if args.no_gc else []
-    out = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
-    if out.returncode != 0:
-        raise SystemExit(f"phase {phase} failed (exit {out.returncode})")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    cmd += ["--together"] if args.together else []
+    return cmd
+
+
+def results_of(phase: str, proc: subprocess.Popen) -> list[dict[str, Any]]:
+    out, _ = proc.communicate()
+    if proc.returncode != 0:
+        raise SystemExit(f"phase {phase} failed (exit {proc.returncode})")
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def run_children(phases: list[str], args, folder: Path) -> list[dict[str, Any]]:
+    """Phases in processes of their own, all at once (the switch and the issuer, as parties run)."""
+    procs = [(p, subprocess.Popen(child_command(p, args, folder), stdout=subprocess.PIPE, text=True)) for p in phases]
+    return [r for p, proc in procs for r in results_of(p, proc)]
 
 
 def main() -> None:
@@ -544,6 +613,7 @@ def main() -> None:
     ap.add_argument("--json", help="write the figures to this file")
     ap.add_argument("--at", metavar="REV", help="measure src/posnet as committed at REV (a git archive snapshot)")
     ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    ap.add_argument("--together", action="store_true", help=argparse.SUPPRESS)  # the switch waits for the issuer to start
     args = ap.parse_args()
     args.count = args.count or (100_000 if args.quick else 1_000_000)
     args.cards = args.cards or max(10, args.count // 10)
@@ -569,10 +639,16 @@ def main() -> None:
     results: list[dict[str, Any]] = []
     try:
         if not args.no_restart:
-            (setup,) = run_child("setup", args, folder)
+            (setup,) = run_children(["setup"], args, folder)
             print(f"setup (not timed): {setup['setup_s']:.0f} s")
-        for p in [q for q in PHASES if q in args.phases]:
-            for r in run_child(p, args, folder):
+        # The switch's cut-off and the issuer's posting run at once, in two processes, as the parties do: the
+        # issuer posts each slice's file while the switch clears the next. The expiry sweep runs after.
+        together = [q for q in ("switch", "posting") if q in args.phases]
+        args.together = len(together) == 2
+        rounds = [together] if together else []
+        rounds += [["expiry"]] if "expiry" in args.phases else []
+        for phases in rounds:
+            for r in run_children(phases, args, folder):
                 results.append(r)
                 parts = ", ".join(f"{k} {v['wall_s']:.1f} s" for k, v in r["parts"].items())
                 print(f"\n{r['phase']}: {r['wall_s']:.1f} s wall, {r['cpu_s']:.1f} s CPU ({parts}); "
@@ -590,10 +666,12 @@ def main() -> None:
     for r in results:
         print(f"| {r['phase']} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | {r['parts']['handle']['wall_s']:.1f} | "
               f"{r['parts']['commit']['wall_s']:.1f} | {r['rss_before_mib']:,.0f} | {r['peak_mib']:,.0f} | {r['output_s']:.1f} |")
-    clearing = [r for r in results if not r["phase"].startswith("issuer: expiry")]
-    if len(clearing) == 3:
-        print(f"\nclearing of {args.count:,} presentments (switch files + cut-off + issuer posting): "
-              f"{sum(r['wall_s'] for r in clearing):.1f} s wall, {sum(r['cpu_s'] for r in clearing):.1f} s CPU")
+    cut = next((r for r in results if r["phase"].startswith("switch: cut-off")), None)
+    posting = next((r for r in results if r["phase"].startswith("issuer: clearing")), None)
+    if cut and posting and args.together:
+        print(f"\nclearing of {args.count:,} presentments, from the cut-off to the last posting committed at the issuer "
+              f"(switch and issuer at once): {posting['ended_at'] - cut['cutoff_at']:.1f} s wall "
+              f"({cut['slices']} slices; the switch's own {cut['wall_s']:.1f} s, the issuer's own {posting['wall_s']:.1f} s)")
     for r in results:
         if r["phase"].startswith("issuer: expiry"):
             print(f"expiry sweep of {args.count:,} holds ({r['sms']:,} SMS): {r['wall_s']:.1f} s wall, {r['cpu_s']:.1f} s CPU")

@@ -30,6 +30,14 @@ def world(demo_net):
 
 
 @pytest.fixture
+def world_of():
+    """A world of the cores of a network a test has changed, the clock at NOW_MS."""
+    from posnet.sim.scenario import build as build_world
+
+    return lambda net: build_world(net, NOW_MS)
+
+
+@pytest.fixture
 def card():
     from posnet.terminal.core import Card
 

@@ -21,6 +21,7 @@ from .acquirer.core import AcquirerConfig, Merchant, TerminalEntry
 from .clearing_files import ClearingRates, FeeRate, parse_cutoff, parse_rate
 from .issuer.core import CardRecord, IssuerConfig
 from .security import SecurityModule
+from .switch.clearing import SLICE_ITEMS
 from .switch.core import IssuerRoute, SwitchConfig, ZoneKeys
 from .terminal.core import TerminalConfig
 from .terminal.devices import PASSWORD_MIN_LENGTH, SALT_BYTES, DeviceSettings
@@ -325,12 +326,21 @@ def clearing_settings(net: Network) -> tuple[time, ClearingRates]:
     return cutoff, rates
 
 
+def clearing_slice_items(net: Network) -> int:
+    """[clearing] slice_items: how many presentments the switch clears in one input after the cut-off."""
+    value = net.raw.get("clearing", {}).get("slice_items", SLICE_ITEMS)
+    if type(value) is not int or value < 1:
+        raise ConfigError(f"[clearing] slice_items {value!r}: give a whole number of presentments, at least 1")
+    return value
+
+
 def switch_config(net: Network, hsm: SecurityModule) -> SwitchConfig:
     a = net.acquirer
     cutoff, rates = clearing_settings(net)
     return SwitchConfig(
         cutoff=cutoff,
         rates=rates,
+        clearing_slice_items=clearing_slice_items(net),
         institution_id=net.switch["institution_id"],
         acquirers={a["institution_id"]: ZoneKeys(hsm.import_clear_key(a["zpk"]), hsm.import_clear_key(a["zak"]))},
         issuers={

@@ -3,10 +3,11 @@
 import csv
 import io
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from posnet import clearing_files
+from posnet import clearing_files, config
 from posnet.acquirer.settlement import MERCHANT_ACCOUNT_BASE
 from posnet.clearing_files import CLEARING_FIELDS, PRESENTMENT_FIELDS, ClearingRates, FeeRate, to_csv
 from posnet.issuer.accounts import INTERCHANGE_INCOME_ACCOUNT, SUSPENSE_ACCOUNT
@@ -286,3 +287,114 @@ def test_a_sale_whose_voids_reversal_the_issuer_has_not_heard_waits_for_the_next
     assert auth["status"] == "posted" and not auth.get("force_posted")
     assert available(world) == start - 4_000
     assert all(not r["exceptions"] for r in world.tables("issuer-bank-a")["reconciliation"].values())
+
+
+@pytest.fixture
+def sliced_world(demo_net, world_of):
+    """The demo network with the switch clearing ``slice_items`` presentments an input after the cut-off."""
+
+    def make(slice_items):
+        demo_net.raw.setdefault("clearing", {})["slice_items"] = slice_items
+        return world_of(demo_net)
+
+    return make
+
+
+def a_day_of_sales(world, card, amounts):
+    world.command(POS, "sign-on")
+    for amount in amounts:
+        assert world.command(POS, "sale", card=card, pin=PIN, amount_fen=amount).done.ok
+    assert world.command(POS, "settle").done.ok
+
+
+def outcome(world):
+    """What clearing did, as a user sees it: the settlement report, the holds, the cardholder's balance."""
+    issuer = world.parties["issuer-bank-a"].core
+    statuses = sorted((a["rrn"], a["status"], a.get("posted_fen")) for a in issuer.auths.values())
+    report = [{k: v for k, v in r.items()} for r in report_rows(world, "settlement_00010000_20261124.csv")]
+    return report, statuses, available(world)
+
+
+def cut_off(world):
+    """The clock up to the switch's cut-off, and the cut-off's first input."""
+    world.advance_to(world.parties["switch"].core.cutoff_ms - 1)
+    while world.parties["switch"].core.closing is None:
+        assert world.step()
+
+
+def next_slice(world):
+    """Time on up to the switch's next slice of the cut-off, and that slice."""
+    switch = world.parties["switch"].core
+    done = switch.closing["done"]
+    while switch.closing is not None and switch.closing["done"] == done:
+        assert world.step()
+
+
+AMOUNTS = [1_000, 2_000, 3_000, 4_000, 5_000, 6_000, 7_000]
+
+
+def cleared(sliced_world, card, slice_items):
+    """A day of AMOUNTS, settled, cleared ``slice_items`` at a time and posted."""
+    world = sliced_world(slice_items)
+    a_day_of_sales(world, card, AMOUNTS)
+    world.advance(PAST_RECONCILIATION_MS)
+    return world
+
+
+def test_a_cut_off_is_cleared_in_slices_with_the_same_result_as_in_one_piece(sliced_world, card):
+    whole, sliced = cleared(sliced_world, card, 1_000), cleared(sliced_world, card, 3)
+
+    assert outcome(sliced) == outcome(whole)
+    assert [s for _, s, _ in outcome(sliced)[1]] == ["posted"] * len(AMOUNTS)
+    to_issuer = sorted(sliced.boxes[clearing_files.issuer_box("bank-a")])
+    assert len(to_issuer) == 3, "one clearing file a slice: 3 + 3 + 1 presentments"
+    assert sum(len(sliced.boxes[clearing_files.issuer_box("bank-a")][f].splitlines()) - 1 for f in to_issuer) == len(AMOUNTS)
+    (day,) = sliced.tables("switch")["clearing_days"].values()
+    assert day["items"] == len(AMOUNTS) and len(day["outputs"]) == 3 and day["decisions"] == "M" * len(AMOUNTS)
+    assert "closing" not in sliced.tables("switch")["clearing_cycle"], "nothing left being cleared"
+    sliced.parties["switch"].core.ledger.check_invariants()
+
+
+def test_a_sale_goes_through_between_two_slices_of_a_cut_off(sliced_world, card):
+    world = sliced_world(2)
+    a_day_of_sales(world, card, AMOUNTS[:4])
+    switch = world.parties["switch"].core
+    cut_off(world)  # and its first slice
+    assert switch.closing is not None and switch.closing["done"] == 2
+    assert world.command(POS, "sale", card=card, pin=PIN, amount_fen=9_900).done.ok, "authorizations go on during clearing"
+    world.advance(PAST_RECONCILIATION_MS)
+    (day,) = world.tables("switch")["clearing_days"].values()
+    assert day["items"] == 4, "the sale after the cut-off is in the next cycle"
+    issuer = world.parties["issuer-bank-a"].core
+    assert sorted(a["status"] for a in issuer.auths.values()) == ["held"] + ["posted"] * 4
+
+
+def test_a_switch_that_crashes_between_slices_goes_on_where_it_stopped_and_clears_each_item_once(sliced_world, card):
+    whole = cleared(sliced_world, card, 1_000)
+
+    world = sliced_world(2)
+    a_day_of_sales(world, card, AMOUNTS)
+    cut_off(world)
+    next_slice(world)
+    assert world.tables("switch")["clearing_cycle"]["closing"]["done"] == 4
+    first_files = dict(world.boxes[clearing_files.issuer_box("bank-a")])
+    world.boxes[clearing_files.issuer_box("bank-a")].clear()  # committed, never written: the crash came first
+    world.crash("switch")
+    world.restart("switch")
+    world.advance(PAST_RECONCILIATION_MS)
+
+    assert outcome(world) == outcome(whole)
+    box = world.boxes[clearing_files.issuer_box("bank-a")]
+    assert set(first_files) <= set(box) and all(box[f] == first_files[f] for f in first_files), "written again, the same"
+    assert len(box) == 4
+    issuer = world.parties["issuer-bank-a"].core
+    assert not [x for r in issuer.recon.values() for x in r["exceptions"]]
+    assert all(not r["exceptions"] for r in world.tables("issuer-bank-a")["reconciliation"].values())
+    world.parties["switch"].core.ledger.check_invariants()
+
+
+@pytest.mark.parametrize("bad", [0, -5, "20000", 1.5])
+def test_slice_items_must_be_a_whole_number_of_presentments(demo_net, bad):
+    demo_net.raw.setdefault("clearing", {})["slice_items"] = bad
+    with pytest.raises(config.ConfigError, match="slice_items"):
+        config.clearing_slice_items(demo_net)

@@ -61,6 +61,8 @@ def network_for(seed: int, issuers: int = 3, cards_per_issuer: int = 6, terminal
             ],
         },
         "switch": {"institution_id": "00010000", "port": 2},
+        # A simulated day is a few hundred presentments: small slices, so the cut-off is cleared in several.
+        "clearing": {"slice_items": 4},
         "issuers": [],
     }
     for i in range(issuers):

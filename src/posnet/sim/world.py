@@ -167,13 +167,25 @@ class World:
             at = self.next_event_ms()
             if at is None or at > target_ms:
                 break
-            _, seq, party, event, _ = heapq.heappop(self._events)
-            if isinstance(event, TimerFired):
-                del self._timer_live[(party, event.key)]
-            self.now_ms = max(self.now_ms, at)
-            self._handle(party, event)
-            self.run()
+            self._next_event()
         self.now_ms = max(self.now_ms, target_ms)
+
+    def step(self) -> bool:
+        """Only the next timer or late frame, whenever it falls due, and what it causes at once (False:
+        none is left): for a test that looks between two inputs, as between the slices of a cut-off."""
+        self.run()
+        if self.next_event_ms() is None:
+            return False
+        self._next_event()
+        return True
+
+    def _next_event(self) -> None:
+        at, seq, party, event, _ = heapq.heappop(self._events)
+        if isinstance(event, TimerFired):
+            del self._timer_live[(party, event.key)]
+        self.now_ms = max(self.now_ms, at)
+        self._handle(party, event)
+        self.run()
 
     def release_held(self) -> None:
         """Deliver the frames ``hold`` kept back: late, but in order."""

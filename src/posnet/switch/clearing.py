@@ -35,7 +35,7 @@ from ..clearing_files import (
     to_csv,
     yuan,
 )
-from ..effects import Delete, Effect, Publish, Put, Trace, mask_pan
+from ..effects import Delete, Effect, Publish, Put, SetTimer, Trace, mask_pan
 from ..ledger import Account, CreateTransferResult, Transfer, TransferFlags, chart
 from ..ledger.ids import derive_id
 
@@ -85,7 +85,10 @@ def open_books(switch: "Switch", now_ms: int) -> None:
 # cycle is open and until the next cut-off after: a restart parses it again for the open
 # cycle's items, or to write the last closed cycle's issuer files again.
 FILE_TEXTS = "clearing_file_texts"
-PRESENTED = "clearing_presented"  # per clearing day: {presentment file: [host keys of the sales it presented]}
+CLOSING = "closing"  # clearing_cycle/closing: the cycle being cleared, slice by slice, and how far it is
+SLICE_TIMER = "clearing-slice"  # the next slice of a cut-off, at once: inputs that came meanwhile go first
+SLICE_ITEMS = 20_000  # items a slice clears: about a third of a second of the switch's time
+PRESENTED = "clearing_presented"  # per slice of a day ("<day>/<slice>"): {presentment file: [host keys of the sales it presented]}
 
 
 def new_cycle(carried: list[list[Any]] | None = None) -> dict[str, Any]:
@@ -141,14 +144,23 @@ def take_file(switch: "Switch", name: str, text: str, now_ms: int) -> list[Effec
     return effects
 
 
-def clear(switch: "Switch", day: str, now_ms: int) -> tuple[list[Effect], list[dict[str, Any]]]:
-    """At the cut-off: every item received in the cycle matched, priced, booked and forwarded.
-    An item whose authorization the switch still owes its issuer a reversal for waits for the next
-    cycle, so the issuer hears of the reversal first: those are returned with the effects."""
+def clear_slice(switch: "Switch", now_ms: int) -> list[Effect]:
+    """The next slice of the cycle being closed (at most ``slice_items`` of its items): matched,
+    priced, booked and forwarded, one clearing file per issuer. An item whose authorization the
+    switch still owes its issuer a reversal for waits for the next cycle, so the issuer hears of
+    the reversal first. After the last slice the cycle closes (``_close``)."""
+    closing = switch.closing
+    assert closing is not None
+    if switch.closing_items is None:
+        switch.closing_items = cycle_items(closing, switch.closing_texts)
+        switch.closing_texts = {}
+    day, start, size = closing["day"], closing["done"], closing["slice_items"]
+    part = switch.closing_items[start:start + size]
+    slice_no = len(closing["outputs"]) + 1
     effects: list[Effect] = []
     owed = {name: set(saf.items) for name, saf in switch.saf.items()}
     items, deferred, routes = [], [], []  # routes: each item's issuer, looked up once
-    for row in cycle_items(switch.cycle, switch.cycle_texts):
+    for row in part:
         issuer = switch.route(row[PAN])
         auth = switch.auth_log.get(row[HOST_KEY])
         if issuer is not None and auth is not None:
@@ -159,7 +171,7 @@ def clear(switch: "Switch", day: str, now_ms: int) -> tuple[list[Effect], list[d
         items.append(row)
         routes.append(issuer)
     decisions = []
-    presented: dict[str, list[str]] = {}  # the sales taken, by file: one record for the day, not one per sale
+    presented: dict[str, list[str]] = {}  # the sales taken, by file: one record a slice, not one per sale
     for row, issuer in zip(items, routes):
         letter = _decide(switch, row, issuer)
         decisions.append(letter)
@@ -169,28 +181,29 @@ def clear(switch: "Switch", day: str, now_ms: int) -> tuple[list[Effect], list[d
                 auth["presented"] = row[SOURCE]
                 presented.setdefault(row[SOURCE], []).append(row[HOST_KEY])
     if presented:
-        effects.append(Put(PRESENTED, day, presented))
+        effects.append(Put(PRESENTED, f"{day}/{slice_no:04d}", presented))
     decisions_text = "".join(decisions)
     outputs = {
         issuer: f"C{switch.config.institution_id}_{issuer}_{day}_{switch.next_file_no():06d}.csv"
         for issuer in sorted({i for i, d in zip(routes, decisions_text) if d in MATCH_OF})
     }
+    if outputs:  # the files' numbers, kept: after a restart the next slice's files must not take them again
+        effects.append(Put("state", "counters", switch.counters))
     forwarded, totals = _forward(switch, items, decisions_text, day, outputs, routes)
-    effects += _book(switch, day, totals, now_ms)
-    cycle = switch.cycle
-    cycle["items"] = len(items)
-    cycle["deferred"] = len(deferred)
-    cycle["outputs"] = outputs
-    cycle["deferred_items"] = [r[ITEM_KEY] for r in deferred]  # the rest, with the decisions: the issuers' files again
-    cycle["decisions"] = decisions_text
-    counts = Counter(decisions_text)
-    for letter, n in counts.items():
+    effects += _book(switch, f"{day}/{slice_no}", totals, now_ms)
+    closing["done"] = start + len(part)
+    closing["items"] += len(items)
+    closing["deferred"] += len(deferred)
+    closing["outputs"].append(outputs)
+    closing["deferred_items"] += [r[ITEM_KEY] for r in deferred]  # the rest, with the decisions: the issuers' files again
+    closing["decisions"] += decisions_text
+    for letter, n in Counter(decisions_text).items():
         label = MATCH_OF.get(letter) or REJECTED[letter]
-        cycle["matches"][label] = cycle["matches"].get(label, 0) + n
+        closing["matches"][label] = closing["matches"].get(label, 0) + n
         if letter in REJECTED:
-            cycle["rejected"] += n
+            closing["rejected"] += n
     for (acquirer, issuer_inst), t in totals.items():
-        a, i = _member(cycle, acquirer, "acquirer"), _member(cycle, issuer_inst, "issuer")
+        a, i = _member(closing, acquirer, "acquirer"), _member(closing, issuer_inst, "issuer")
         for m in (a, i):
             m["sales_fen"] += t["sales"]
             m["sales_count"] += t["sales_count"]
@@ -202,26 +215,45 @@ def clear(switch: "Switch", day: str, now_ms: int) -> tuple[list[Effect], list[d
         i["interchange_fen"] += t["interchange"]
         i["scheme_fee_fen"] -= t["issuer_fee"]
         i["net_fen"] += -t["sales"] + t["credits"] + t["interchange"] - t["issuer_fee"]
-        cycle["fee_income_fen"] = cycle.get("fee_income_fen", 0) + t["acquirer_fee"] + t["issuer_fee"]
+        closing["fee_income_fen"] += t["acquirer_fee"] + t["issuer_fee"]
     for row, letter in zip(items, decisions_text):
         if letter in REJECTED:
             effects.append(Trace(row[LIFECYCLE], "presentment rejected", {"reason": REJECTED[letter], "pan": mask_pan(row[PAN])}))
-    return effects + forwarded + [
-        Trace("", "presentments cleared", {"day": day, "items": len(items), "deferred": len(deferred), "issuers": sorted(outputs)}),
-    ], deferred
+    if deferred:  # carried to the cycle open now, in the same commit
+        switch.cycle["carried_items"] += deferred
+        effects.append(Put("clearing_cycle", "open", switch.cycle))
+    effects += forwarded
+    effects.append(Trace("", "presentments cleared", {"day": day, "slice": slice_no, "items": len(items), "deferred": len(deferred),
+                                                      "issuers": sorted(outputs)}))
+    if closing["done"] < len(switch.closing_items):
+        return effects + [Put("clearing_cycle", CLOSING, closing), SetTimer(SLICE_TIMER, now_ms)]
+    return effects + _close(switch, now_ms)
 
 
 def forward_again(switch: "Switch", record: dict[str, Any], texts: dict[str, dict[str, Any]]) -> list[Effect]:
-    """The issuers' files of a closed cycle, written again after a restart (they may have been
-    committed and never written; an issuer ignores a file it has posted)."""
+    """The issuers' files of a cycle cleared (or, while it closes, of its slices cleared so far),
+    written again after a restart: they may have been committed and never written; an issuer
+    ignores a file it has posted, and the runtime does not write a file its reader has taken."""
     if any(name not in texts for name in record["files"]):
         return []
+    items = cycle_items(record, {name: texts[name]["text"] for name in record["files"]})
     deferred = set(record.get("deferred_items", []))
-    rows = [r for r in cycle_items(record, {name: texts[name]["text"] for name in record["files"]}) if r[ITEM_KEY] not in deferred]
-    if len(rows) != len(record.get("decisions", "")):
-        return []
-    return _forward(switch, rows, record["decisions"], record["day"], record["outputs"])[0]
-
+    outputs = record["outputs"]
+    if isinstance(outputs, dict):  # a cycle closed in one piece, before slices
+        outputs, size = [outputs], len(items)
+    else:
+        size = record["slice_items"]
+    decisions = record.get("decisions", "")
+    effects: list[Effect] = []
+    at = 0
+    for k, files in enumerate(outputs):
+        rows = [r for r in items[k * size:(k + 1) * size] if r[ITEM_KEY] not in deferred]
+        letters = decisions[at:at + len(rows)]
+        if len(letters) != len(rows):
+            return effects
+        at += len(rows)
+        effects += _forward(switch, rows, letters, record["day"], files)[0]
+    return effects
 
 def _decide(switch: "Switch", row: list[Any], issuer: str | None) -> str:
     """``row``: an item (ITEM_FIELDS); ``issuer``: the item's by its BIN (``switch.route``)."""
@@ -315,14 +347,27 @@ def _book(switch: "Switch", name: str, totals: dict[tuple[str, str], dict[str, i
 # -- the cut-off ---------------------------------------------------------------------------------
 
 
-def close_cycle(switch: "Switch", cutoff_ms: int, now_ms: int) -> list[Effect]:
-    """Net settlement: every member's position to zero against the settlement account, and the report."""
-    day = clearing_day(cutoff_ms)
-    effects, deferred = clear(switch, day, now_ms)
+def start_closing(switch: "Switch", cutoff_ms: int, now_ms: int) -> list[Effect]:
+    """At the cut-off: the open cycle is closed to new files (they go to the next one) and cleared
+    in slices, each its own input and commit, so authorizations go on between them and each
+    issuer's files are on their way while the rest is cleared. The first slice is cleared now."""
     cycle = switch.cycle
+    switch.closing = dict(cycle, day=clearing_day(cutoff_ms), cutoff_ms=cutoff_ms, slice_items=switch.config.clearing_slice_items,
+                          done=0, items=0, deferred=0, outputs=[], deferred_items=[], decisions="", fee_income_fen=0)
+    switch.closing_texts, switch.closing_items = switch.cycle_texts, None
+    switch.cycle, switch.cycle_texts = new_cycle(), {}
+    return [Put("clearing_cycle", "open", switch.cycle), *clear_slice(switch, now_ms)]
+
+
+def _close(switch: "Switch", now_ms: int) -> list[Effect]:
+    """Net settlement, once every slice is cleared: every member's position to zero against the
+    settlement account, and the report."""
+    closing = switch.closing
+    day, cutoff_ms = closing["day"], closing["cutoff_ms"]
+    effects: list[Effect] = []
     transfers = []
     positions: dict[str, int] = {}
-    for inst in sorted(cycle["members"]):
+    for inst in sorted(closing["members"]):
         acct = switch.ledger.account(position_account(inst))
         balance = acct.credits_posted - acct.debits_posted
         positions[inst] = balance
@@ -334,22 +379,29 @@ def close_cycle(switch: "Switch", cutoff_ms: int, now_ms: int) -> list[Effect]:
         results = switch.ledger.create_transfers(transfers, now_ms)
         if any(r not in (CreateTransferResult.OK, CreateTransferResult.EXISTS) for r in results):
             effects.append(Trace("", "net settlement could not be booked", {"day": day, "results": sorted({str(r) for r in results})}))
-    record = dict(cycle, day=day, closed_ms=now_ms, cutoff_ms=cutoff_ms, positions=positions)
-    record.setdefault("fee_income_fen", 0)
-    switch.cycle = new_cycle(deferred)
-    switch.cycle_texts = {}
+    record = dict(closing, closed_ms=now_ms, positions=positions)
+    del record["done"]
+    switch.closing = switch.closing_items = None
     switch.closed_cutoff_ms = cutoff_ms
     # The texts of the cycle closed before this one are needed no more (this one's stay, to write its files again).
     effects += [Delete(FILE_TEXTS, name) for name in switch.last_closed_files]
-    switch.last_closed_files = list(cycle["files"])
+    switch.last_closed_files = list(closing["files"])
     effects += [
         Put("clearing_days", day, record),
-        Put("clearing_cycle", "open", switch.cycle),
+        Delete("clearing_cycle", CLOSING),
         Put("state", "cutoff", {"closed_cutoff_ms": cutoff_ms}),
         *report(switch.config.institution_id, record),
-        Trace("", "clearing cycle closed", {"day": day, "items": record["items"], "positions": positions}),
+        Trace("", "clearing cycle closed", {"day": day, "items": record["items"], "slices": len(record["outputs"]), "positions": positions}),
     ]
     return effects
+
+
+def resume_closing(switch: "Switch", record: dict[str, Any], texts: dict[str, dict[str, Any]], now_ms: int) -> list[Effect]:
+    """After a restart in the middle of a cut-off: the files of the slices cleared so far again, and the rest goes on."""
+    switch.closing = dict(record)
+    switch.closing_texts = {name: texts[name]["text"] for name in record["files"]}
+    switch.closing_items = None
+    return forward_again(switch, record, texts) + [SetTimer(SLICE_TIMER, now_ms)]
 
 
 REPORT_FIELDS = ("day", "member", "role", "sales_count", "sales_fen", "credits_count", "credits_fen",

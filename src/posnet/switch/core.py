@@ -58,6 +58,7 @@ class SwitchConfig:
     link: LinkLimits = LinkLimits()
     cutoff: time = time(23, 0)  # the daily cut-off of clearing, China Standard Time
     rates: ClearingRates = field(default_factory=ClearingRates)
+    clearing_slice_items: int = clearing.SLICE_ITEMS  # items a cut-off clears in one input (docs/clearing.md)
 
 
 @dataclass
@@ -78,6 +79,11 @@ class Switch:
         self.cycle: dict[str, Any] = clearing.new_cycle()  # the clearing cycle open until the next cut-off
         self.cycle_texts: dict[str, str] = {}  # the open cycle's presentment files, read at the cut-off
         self.last_closed_files: list[str] = []  # the files of the last cycle closed (their texts are kept)
+        # The cycle being cleared after its cut-off, a slice an input (None between cut-offs); its
+        # files' texts until its items are read, then its items (clearing.clear_slice).
+        self.closing: dict[str, Any] | None = None
+        self.closing_texts: dict[str, str] = {}
+        self.closing_items: list[list[Any]] | None = None
         self.counters: dict[str, int] = {"clearing_file": 0}
         self.closed_cutoff_ms: int | None = None
         self.cutoff_ms = 0  # the cut-off that closes the open cycle
@@ -114,6 +120,9 @@ class Switch:
             self.last_closed_files = list(days[max(days)]["files"])
             effects += clearing.forward_again(self, days[max(days)], texts)
             effects += clearing.report(self.config.institution_id, days[max(days)])
+        closing = tables.get("clearing_cycle", {}).get(clearing.CLOSING)
+        if closing:  # a cut-off was being cleared: it goes on (the next cut-off is armed when it is done)
+            return effects + clearing.resume_closing(self, closing, texts, now_ms)
         return effects + self._arm_cutoff(now_ms)
 
     def _arm_cutoff(self, now_ms: int) -> list[Effect]:
@@ -139,8 +148,14 @@ class Switch:
     def _handle(self, event, now_ms: int) -> list[Effect]:
         if isinstance(event, Command) and event.name == CLEARING_FILE:
             return clearing.take_file(self, str(event.args["name"]), str(event.args["text"]), now_ms)
-        if isinstance(event, TimerFired) and event.key == CUTOFF_TIMER:
-            return clearing.close_cycle(self, self.cutoff_ms, now_ms) + self._arm_cutoff(now_ms)
+        if isinstance(event, TimerFired) and event.key in (CUTOFF_TIMER, clearing.SLICE_TIMER):
+            if event.key == CUTOFF_TIMER and self.closing is None:
+                effects = clearing.start_closing(self, self.cutoff_ms, now_ms)
+            elif event.key == clearing.SLICE_TIMER and self.closing is not None:
+                effects = clearing.clear_slice(self, now_ms)
+            else:
+                return []
+            return effects if self.closing is not None else effects + self._arm_cutoff(now_ms)
         if isinstance(event, LinkUp) and event.link.startswith(ISSUER_LINK_PREFIX):
             name = event.link[len(ISSUER_LINK_PREFIX) :]
             if name not in self.config.issuers:
