@@ -27,13 +27,24 @@ gc.freeze()`` as ``runtime.parties.serve`` does), each timed on its own:
 1. switch, presentment files: each file ``Switch.handle(Command(CLEARING_FILE))``
    + ``PartyStore.commit`` of its records.
 2. switch, cut-off: ``Switch.handle(TimerFired(CUTOFF_TIMER))`` at the
-   cut-off + commit: matching, fees, booking, the issuer's clearing file,
-   net settlement, the report.
-3. issuer, posting: the switch's clearing file of phase 2,
-   ``Issuer.handle(Command(CLEARING_FILE))`` + commit.
+   cut-off, then ``TimerFired(SLICE_TIMER)`` until the cycle is closed, each
+   slice committed and its clearing file written (as ``PartyNode._execute``
+   does) before the next: matching, fees, booking, the issuer's files, net
+   settlement, the report.
+3. issuer, posting: the switch's clearing files as they appear in the
+   issuer's box, taken as the runtime's box watch takes them (all that wait,
+   every ``POLL_INTERVAL_S``), each ``Issuer.handle(Command(CLEARING_FILE))``
+   + commit, until all N are posted.
 4. issuer, expiry sweep: 49 h after the last hold,
-   ``Issuer.handle(TimerFired("hold-expiry"))`` + commit (one SMS outbox
-   record per released hold).
+   ``Issuer.handle(TimerFired("hold-expiry"))`` + commit, a slice an input
+   (one SMS outbox record per slice).
+
+Phases 2 and 3 run at once, in two processes, as the switch and the issuer
+do: the issuer posts a slice's file while the switch clears the next. The
+issuer's process signals when it has started on its store; the switch's
+cut-off starts then. "Clearing" is the wall time from the cut-off to the
+issuer's commit of its last posting (both processes read one monotonic
+clock); each phase's own handle and commit times are printed as well.
 
 ``--no-restart`` sets the day up in the phase's own process and times the
 core that did it (no restart, no freeze). After the commit, the runtime's

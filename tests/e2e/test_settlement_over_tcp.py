@@ -29,6 +29,7 @@ def test_a_day_of_sales_voids_refunds_and_a_lost_reply_settles_balanced(tmp_path
     )
     base = free_port_block(5)
     text += f"\n[chaos]\nenabled = true\nbase_port = {base}\ncontrol_port = {base + 4}\n"
+    text += "\n[clearing]\nslice_items = 1\n"  # the cut-off cleared a presentment an input, each with its own file
     text = text.replace("[network]\n", "[network]\ndev_clock = true\n", 1)
     path.write_text(text, encoding="utf-8")
     net = config.load(path)
@@ -73,7 +74,8 @@ def test_a_day_of_sales_voids_refunds_and_a_lost_reply_settles_balanced(tmp_path
         if to_cutoff <= 0:
             to_cutoff += 24 * 3600
         posnet("clock", "advance", f"{int(to_cutoff) + 1}s")
-        assert wait_until(lambda: list((net.clearing_dir / "to-issuer-bank-a" / "done").glob("*.csv"))), "the issuer took its file"
+        # Two sales and a refund, cleared a slice each: three clearing files, each taken by the issuer.
+        assert wait_until(lambda: len(list((net.clearing_dir / "to-issuer-bank-a" / "done").glob("*.csv"))) == 3), "the issuer took its files"
         posnet("clock", "advance", "1h")
         report = posnet("clearing", "report", "--csv")
     finally:
