@@ -15,7 +15,8 @@ fee income sum to zero. docs/clearing.md.
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from itertools import islice
+from typing import TYPE_CHECKING, Any, Iterator
 
 from .. import timefmt
 from ..clearing_files import (
@@ -96,16 +97,24 @@ def new_cycle(carried: list[list[Any]] | None = None) -> dict[str, Any]:
     return {"files": [], "carried_items": carried or [], "items": 0, "matches": {}, "rejected": 0, "members": {}}
 
 
-def cycle_items(cycle: dict[str, Any], texts: dict[str, str]) -> list[list[Any]]:
-    """A cycle's items (ITEM_FIELDS) in the order it took them (the carried ones first), from its files' texts."""
-    items = [list(r) for r in cycle.get("carried_items", [])]
-    items += [[r.get(f, "") for f in ITEM_FIELDS] for r in cycle.get("carried_rows", [])]  # as a cycle kept them before
+def cycle_items(cycle: dict[str, Any], texts: dict[str, str]) -> Iterator[list[Any]]:
+    """A cycle's items (ITEM_FIELDS) in the order it took them (the carried ones first), read from its
+    files' texts as they are wanted: a slice of a cut-off reads only the files it clears."""
+    for r in cycle.get("carried_items", []):
+        yield list(r)
+    for r in cycle.get("carried_rows", []):  # as a cycle kept them before
+        yield [r.get(f, "") for f in ITEM_FIELDS]
     for name in cycle["files"]:
         for n, values in enumerate(values_of(texts[name], PRESENTMENT_FIELDS)):
             del values[N_PRESENTED:]  # columns after the known ones are not forwarded
             values += (name, f"{name}#{n:07d}")
-            items.append(values)
-    return items
+            yield values
+
+
+def item_count(switch: "Switch", cycle: dict[str, Any]) -> int:
+    """How many items a cycle holds, from the counts its files were received with."""
+    return (len(cycle.get("carried_items", [])) + len(cycle.get("carried_rows", []))
+            + sum(switch.files_in[name]["count"] for name in cycle["files"]))
 
 
 def mark_presented(auth_log: dict[str, dict[str, Any]], presented: dict[str, dict[str, list[str]]]) -> None:
@@ -151,11 +160,10 @@ def clear_slice(switch: "Switch", now_ms: int) -> list[Effect]:
     the reversal first. After the last slice the cycle closes (``_close``)."""
     closing = switch.closing
     assert closing is not None
-    if switch.closing_items is None:
-        switch.closing_items = cycle_items(closing, switch.closing_texts)
-        switch.closing_texts = {}
+    if switch.closing_items is None:  # after a restart: read on from the first item not cleared
+        switch.closing_items = islice(cycle_items(closing, switch.closing_texts), closing["done"], None)
     day, start, size = closing["day"], closing["done"], closing["slice_items"]
-    part = switch.closing_items[start:start + size]
+    part = list(islice(switch.closing_items, size))
     slice_no = len(closing["outputs"]) + 1
     effects: list[Effect] = []
     owed = {name: set(saf.items) for name, saf in switch.saf.items()}
@@ -225,7 +233,7 @@ def clear_slice(switch: "Switch", now_ms: int) -> list[Effect]:
     effects += forwarded
     effects.append(Trace("", "presentments cleared", {"day": day, "slice": slice_no, "items": len(items), "deferred": len(deferred),
                                                       "issuers": sorted(outputs)}))
-    if closing["done"] < len(switch.closing_items):
+    if len(part) == size and closing["done"] < closing["total"]:  # (an item short: the texts are read to their end)
         return effects + [Put("clearing_cycle", CLOSING, closing), SetTimer(SLICE_TIMER, now_ms)]
     return effects + _close(switch, now_ms)
 
@@ -236,7 +244,7 @@ def forward_again(switch: "Switch", record: dict[str, Any], texts: dict[str, dic
     ignores a file it has posted, and the runtime does not write a file its reader has taken."""
     if any(name not in texts for name in record["files"]):
         return []
-    items = cycle_items(record, {name: texts[name]["text"] for name in record["files"]})
+    items = list(cycle_items(record, {name: texts[name]["text"] for name in record["files"]}))
     deferred = set(record.get("deferred_items", []))
     outputs = record["outputs"]
     if isinstance(outputs, dict):  # a cycle closed in one piece, before slices
@@ -353,7 +361,8 @@ def start_closing(switch: "Switch", cutoff_ms: int, now_ms: int) -> list[Effect]
     issuer's files are on their way while the rest is cleared. The first slice is cleared now."""
     cycle = switch.cycle
     switch.closing = dict(cycle, day=clearing_day(cutoff_ms), cutoff_ms=cutoff_ms, slice_items=switch.config.clearing_slice_items,
-                          done=0, items=0, deferred=0, outputs=[], deferred_items=[], decisions="", fee_income_fen=0)
+                          total=item_count(switch, cycle), done=0, items=0, deferred=0, outputs=[], deferred_items=[],
+                          decisions="", fee_income_fen=0)
     switch.closing_texts, switch.closing_items = switch.cycle_texts, None
     switch.cycle, switch.cycle_texts = new_cycle(), {}
     return [Put("clearing_cycle", "open", switch.cycle), *clear_slice(switch, now_ms)]
@@ -380,8 +389,9 @@ def _close(switch: "Switch", now_ms: int) -> list[Effect]:
         if any(r not in (CreateTransferResult.OK, CreateTransferResult.EXISTS) for r in results):
             effects.append(Trace("", "net settlement could not be booked", {"day": day, "results": sorted({str(r) for r in results})}))
     record = dict(closing, closed_ms=now_ms, positions=positions)
-    del record["done"]
+    del record["done"], record["total"]
     switch.closing = switch.closing_items = None
+    switch.closing_texts = {}
     switch.closed_cutoff_ms = cutoff_ms
     # The texts of the cycle closed before this one are needed no more (this one's stay, to write its files again).
     effects += [Delete(FILE_TEXTS, name) for name in switch.last_closed_files]

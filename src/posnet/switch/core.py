@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import time
-from typing import Any
+from typing import Any, Iterator
 
 from ..clearing_files import CLEARING_FILE, CUTOFF_TIMER, ClearingRates, next_cutoff_ms
 from ..effects import (
@@ -79,11 +79,11 @@ class Switch:
         self.cycle: dict[str, Any] = clearing.new_cycle()  # the clearing cycle open until the next cut-off
         self.cycle_texts: dict[str, str] = {}  # the open cycle's presentment files, read at the cut-off
         self.last_closed_files: list[str] = []  # the files of the last cycle closed (their texts are kept)
-        # The cycle being cleared after its cut-off, a slice an input (None between cut-offs); its
-        # files' texts until its items are read, then its items (clearing.clear_slice).
+        # The cycle being cleared after its cut-off, a slice an input (None between cut-offs): its
+        # files' texts, and its items still to clear, read from them as slices take them (clearing.clear_slice).
         self.closing: dict[str, Any] | None = None
         self.closing_texts: dict[str, str] = {}
-        self.closing_items: list[list[Any]] | None = None
+        self.closing_items: Iterator[list[Any]] | None = None
         self.counters: dict[str, int] = {"clearing_file": 0}
         self.closed_cutoff_ms: int | None = None
         self.cutoff_ms = 0  # the cut-off that closes the open cycle
