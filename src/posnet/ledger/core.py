@@ -368,6 +368,29 @@ class Ledger:
         self._end_call()
         return results
 
+    def post_pending(self, posts: Sequence[tuple[int, int, int]], now_ms: int) -> list[CreateTransferResult]:
+        """``create_transfers`` of plain posts, each ``(id, pending_id, amount)`` standing for
+        ``Transfer(id, 0, 0, amount, 0, 0, POST_PENDING, pending_id)``: the same checks, results and
+        changes, without a ``Transfer`` built and validated for each (a clearing file posts a
+        million holds). A new id goes to ``_post_or_void``, anything else to ``_create_transfer``."""
+        for tid, pid, amount in posts:
+            if not (type(tid) is int and type(pid) is int and type(amount) is int
+                    and 0 <= tid <= U128_MAX and 0 <= pid <= U128_MAX and 0 <= amount <= U128_MAX):
+                _validate_transfer(Transfer(tid, 0, 0, amount, 0, 0, _TF[_T_POST], pid))
+        now = self._advance(now_ms)
+        self._snap = {}
+        transfers = self._transfers
+        post = self._post_or_void
+        results = []
+        append = results.append
+        for tid, pid, amount in posts:
+            if tid in transfers or tid == 0 or tid == U128_MAX:
+                append(self._create_transfer(Transfer(tid, 0, 0, amount, 0, 0, _TF[_T_POST], pid), now))
+            else:
+                append(post(tid, 0, 0, amount, 0, 0, _T_POST, pid, 0, 0, now))
+        self._end_call()
+        return results
+
     def _touch(self, acct: _Acct) -> None:
         snap = self._snap
         if acct not in snap:
@@ -387,7 +410,10 @@ class Ledger:
             return self._transfer_exists(t, e)
         flags = int(t.flags)
         if flags & _T_POST_OR_VOID:
-            return self._post_or_void(t, flags, now)
+            return self._post_or_void(
+                tid, t.debit_account_id, t.credit_account_id, t.amount, t.ledger, t.code, flags, t.pending_id,
+                t.user_data, t.timeout_s, now,
+            )
 
         dr_id = t.debit_account_id
         cr_id = t.credit_account_id
@@ -492,35 +518,38 @@ class Ledger:
                 heapq.heappush(self._heap, (now + t.timeout_s * 1000, seq, tid))
         return _T_OK
 
-    def _post_or_void(self, t: Transfer, flags: int, now: int) -> CreateTransferResult:
+    def _post_or_void(
+        self, tid, dr_id, cr_id, amount, ledger, code, flags: int, pid, user_data, timeout_s, now: int
+    ) -> CreateTransferResult:
+        """A post or void of a new id, its fields given one by one: the one code of both
+        ``create_transfers`` and ``post_pending``."""
         post = flags & _T_POST
         if post and flags & _T_VOID:
             return _TR.FLAGS_ARE_MUTUALLY_EXCLUSIVE
         if flags & _T_NOT_WITH_POST_OR_VOID:
             return _TR.FLAGS_ARE_MUTUALLY_EXCLUSIVE
-        pid = t.pending_id
         if pid == 0:
             return _TR.PENDING_ID_MUST_NOT_BE_ZERO
         if pid == U128_MAX:
             return _TR.PENDING_ID_MUST_NOT_BE_INT_MAX
-        if pid == t.id:
+        if pid == tid:
             return _TR.PENDING_ID_MUST_BE_DIFFERENT
-        if t.timeout_s != 0:
+        if timeout_s != 0:
             return _TR.TIMEOUT_RESERVED_FOR_PENDING_TRANSFER
         p = self._transfers.get(pid)
         if p is None:
             return _TR.PENDING_TRANSFER_NOT_FOUND
         if not int(p.flags) & _T_PENDING:
             return _TR.PENDING_TRANSFER_NOT_PENDING
-        if t.debit_account_id and t.debit_account_id != p.debit_account_id:
+        if dr_id and dr_id != p.debit_account_id:
             return _TR.PENDING_TRANSFER_HAS_DIFFERENT_DEBIT_ACCOUNT_ID
-        if t.credit_account_id and t.credit_account_id != p.credit_account_id:
+        if cr_id and cr_id != p.credit_account_id:
             return _TR.PENDING_TRANSFER_HAS_DIFFERENT_CREDIT_ACCOUNT_ID
-        if t.ledger and t.ledger != p.ledger:
+        if ledger and ledger != p.ledger:
             return _TR.PENDING_TRANSFER_HAS_DIFFERENT_LEDGER
-        if t.code and t.code != p.code:
+        if code and code != p.code:
             return _TR.PENDING_TRANSFER_HAS_DIFFERENT_CODE
-        amount = t.amount or p.amount
+        amount = amount or p.amount
         if amount > p.amount:
             return _TR.EXCEEDS_PENDING_TRANSFER_AMOUNT
         if not post and amount < p.amount:
@@ -558,7 +587,7 @@ class Ledger:
             self._reopen(p, dr, cr)
             self._status[pid] = VOIDED
         stored = _mk_transfer(
-            t.id,
+            tid,
             p.debit_account_id,
             p.credit_account_id,
             amount,
@@ -566,7 +595,7 @@ class Ledger:
             p.code,
             _TF[flags],
             pid,
-            t.user_data or p.user_data,
+            user_data or p.user_data,
             0,
             now,
         )
