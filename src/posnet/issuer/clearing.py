@@ -12,6 +12,7 @@ docs/clearing.md.
 
 from __future__ import annotations
 
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from .. import timefmt
@@ -43,8 +44,10 @@ FORCE_REASONS = {
 }
 
 
-# What the issuer reads of a clearing file's line (docs/clearing.md has them all).
+# What the issuer reads of a clearing file's line (docs/clearing.md has them all): each row a tuple of these.
 POSTING_FIELDS = ("lifecycle", "kind", "merchant_id", "pan", "amount_fen", "host_key", "interchange_fen", "issuer_fee_fen", "source_file")
+KIND, PAN, AMOUNT, HOST_KEY, INTERCHANGE, ISSUER_FEE = map(
+    POSTING_FIELDS.index, ("kind", "pan", "amount_fen", "host_key", "interchange_fen", "issuer_fee_fen"))
 
 
 def posting_id(auth_key: str) -> int:
@@ -65,7 +68,7 @@ def new_day(day: str) -> dict[str, Any]:
 
 def post_file(issuer: "Issuer", name: str, text: str, now_ms: int) -> list[Effect]:
     """A clearing file in the issuer's box, posted once: the same name again is ignored."""
-    rows, refused = receive(issuer.files_in, name, text, CLEARING_FIELDS, "clearing file", now_ms, POSTING_FIELDS)
+    rows, refused = receive(issuer.files_in, name, text, CLEARING_FIELDS, "clearing file", now_ms, POSTING_FIELDS, as_tuples=True)
     if rows is None:
         return refused
     # Holds whose time is up are released first, so a late presentment meets them as they stand.
@@ -75,32 +78,37 @@ def post_file(issuer: "Issuer", name: str, text: str, now_ms: int) -> list[Effec
     day = clearing_day(issuer.cutoff_ms)
     recon = issuer.recon.setdefault(day, new_day(day))
     recon["files"].append(name)
+    interchange, scheme_fee = sum(map(itemgetter(INTERCHANGE), rows)), sum(map(itemgetter(ISSUER_FEE), rows))
+    recon["presented"] += len(rows)
+    recon["interchange_fen"] += interchange
+    recon["scheme_fee_fen"] += scheme_fee
+    fees = interchange - scheme_fee
     touched: dict[str, dict[str, Any]] = {}
-    fees = 0
     auths = issuer.auths
-    run: list[dict[str, Any]] = []  # plain postings in a row, posted with one ledger call
+    # Plain postings in a row, posted with one ledger call: each sale with its auth, and its posting.
+    run: list[tuple[tuple, dict[str, Any]]] = []
+    posts: list[tuple[int, int, int]] = []
     for row in rows:
-        recon["presented"] += 1
-        fees += row["interchange_fen"] - row["issuer_fee_fen"]
-        recon["interchange_fen"] += row["interchange_fen"]
-        recon["scheme_fee_fen"] += row["issuer_fee_fen"]
-        if row["kind"] == "sale":
-            auth = auths.get(row["host_key"])
-            if (auth is not None and auth.get("status") == "held" and auth["amount_fen"] == row["amount_fen"]
-                    and auth.get("kind") == "sale" and auth.get("pan") == row["pan"]):
+        kind = row[KIND]
+        if kind == "sale":
+            key = row[HOST_KEY]
+            auth = auths.get(key)
+            if (auth is not None and auth.get("status") == "held" and auth["amount_fen"] == row[AMOUNT]
+                    and auth.get("kind") == "sale" and auth.get("pan") == row[PAN]):
                 # Posting a whole hold changes no available balance, so the run goes as one ledger call. A sale
                 # presented twice in the run: its second posting finds it posted (``_sale``), as one at a time.
-                run.append(row)
+                run.append((row, auth))
+                posts.append((posting_id(key), auth["hold_id"], row[AMOUNT]))
                 continue
-            _post_run(issuer, run, recon, touched, effects, now_ms)
-            _sale(issuer, row, recon, touched, effects, now_ms)
+            _post_run(issuer, run, posts, recon, touched, effects, now_ms)
+            _sale(issuer, _as_dict(row), recon, touched, effects, now_ms)
         else:
-            _post_run(issuer, run, recon, touched, effects, now_ms)
-            if row["kind"] == "refund":
-                _refund(issuer, row, recon, effects, now_ms)
+            _post_run(issuer, run, posts, recon, touched, effects, now_ms)
+            if kind == "refund":
+                _refund(issuer, _as_dict(row), recon, effects, now_ms)
             else:
-                _credit(issuer, row, recon, effects, now_ms)
-    _post_run(issuer, run, recon, touched, effects, now_ms)
+                _credit(issuer, _as_dict(row), recon, effects, now_ms)
+    _post_run(issuer, run, posts, recon, touched, effects, now_ms)
     if fees:
         dr, cr = (SCHEME_SETTLEMENT_ACCOUNT, INTERCHANGE_INCOME_ACCOUNT)
         if fees < 0:
@@ -116,23 +124,40 @@ def post_file(issuer: "Issuer", name: str, text: str, now_ms: int) -> list[Effec
     return effects
 
 
+def _as_dict(row: tuple) -> dict[str, Any]:
+    """A row as the rarer cases read it (any but a plain posting)."""
+    return dict(zip(POSTING_FIELDS, row))
+
+
 def _exception(recon: dict[str, Any], row: dict[str, Any], reason: str) -> None:
     recon["exceptions"].append(
         {"lifecycle": row["lifecycle"], "kind": row["kind"], "pan": mask_pan(row["pan"]), "amount_fen": row["amount_fen"], "reason": reason}
     )
 
 
-def _post_run(issuer: "Issuer", run: list[dict[str, Any]], recon, touched, effects: list[Effect], now_ms: int) -> None:
-    """Sales presented for their held amount, one after another, each once: one ledger call posts
-    their holds (the same results as one call each), then each goes on as ``_sale``. Empties the run."""
+def _post_run(issuer: "Issuer", run: list[tuple[tuple, dict[str, Any]]], posts: list[tuple[int, int, int]], recon, touched,
+              effects: list[Effect], now_ms: int) -> None:
+    """Sales presented for their held amount, one after another, each with its posting ``(id, hold id,
+    amount)``: one ledger call posts their holds (the same results as one call each). A hold posted whole
+    is ``_sale``'s plain case, done here; any other result goes on as ``_sale``. Empties the run."""
     if not run:
         return
-    auths = issuer.auths
-    posts = [Transfer(posting_id(row["host_key"]), 0, 0, row["amount_fen"], 0, 0, TransferFlags.POST_PENDING,
-                      pending_id=auths[row["host_key"]]["hold_id"]) for row in run]
-    for row, post, result in zip(run, posts, issuer.ledger.create_transfers(posts, now_ms)):
-        _sale(issuer, row, recon, touched, effects, now_ms, (post.id, result))
+    forget_hold, notify_posted = issuer.forget_hold, issuer.notify_posted
+    matched = matched_fen = 0
+    for (row, auth), (post_id, hold_id, amount), result in zip(run, posts, issuer.ledger.post_pending(posts, now_ms)):
+        if result in OK and auth.get("status") == "held":  # still held: not a sale presented twice in the run
+            forget_hold(hold_id)
+            auth["status"], auth["posted_fen"] = "posted", amount  # no record: the ledger's posting is it (Issuer._follow_holds)
+            matched += 1
+            matched_fen += amount
+            notify_posted(auth, amount, post_id, now_ms)
+        else:
+            _sale(issuer, _as_dict(row), recon, touched, effects, now_ms, (post_id, result))
+    recon["matched_count"] += matched
+    recon["matched_fen"] += matched_fen
+    recon["posted_fen"] += matched_fen
     run.clear()
+    posts.clear()
 
 
 def _sale(issuer: "Issuer", row, recon, touched, effects: list[Effect], now_ms: int,

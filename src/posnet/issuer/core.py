@@ -218,8 +218,10 @@ class Issuer:
     def notify_posted(self, auth: dict[str, Any], amount_fen: int, event_id: int, now_ms: int) -> None:
         """A hold posted by clearing: an SMS only when the issuer's ``sms_on_post`` says so (unasked,
         the card's balance is not even looked up: a million postings at a cut-off)."""
+        if not self.config.sms_on_post:
+            return
         card = self.config.cards.get(auth["pan"])
-        if card is None or not self.config.sms_on_post:
+        if card is None:
             return
         line = sms.posted(self.config, auth, card, amount_fen, event_id, now_ms, self.available_fen(card.account_id))
         if line is not None:
