@@ -205,6 +205,7 @@ def count_rows(store: PartyStore, sql: str, *args: Any) -> int:
 def network(cards: int) -> cfg.Network:
     """One acquirer, one issuer with ``cards`` cards, each with a phone and a balance above its holds."""
     net = network_for(1, issuers=1, cards_per_issuer=cards, terminals=8)
+    net.raw.pop("clearing", None)  # the runtime's settings (the simulator's tiny days clear in tiny slices)
     issuer = net.issuers[0]
     for n, card in enumerate(issuer["cards"]):
         card["pan"] = luhn_pad(f"{issuer['bins'][0]}{n:09d}", 16, None)  # numbered: random PANs collide at 100,000

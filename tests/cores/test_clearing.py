@@ -352,6 +352,7 @@ def test_a_cut_off_is_cleared_in_slices_with_the_same_result_as_in_one_piece(sli
     (day,) = sliced.tables("switch")["clearing_days"].values()
     assert day["items"] == len(AMOUNTS) and len(day["outputs"]) == 3 and day["decisions"] == "M" * len(AMOUNTS)
     assert "closing" not in sliced.tables("switch")["clearing_cycle"], "nothing left being cleared"
+    assert not sliced.tables("switch").get("clearing_slices"), "the slices' records gathered in the day's"
     sliced.parties["switch"].core.ledger.check_invariants()
 
 
@@ -377,6 +378,7 @@ def test_a_switch_that_crashes_between_slices_goes_on_where_it_stopped_and_clear
     cut_off(world)
     next_slice(world)
     assert world.tables("switch")["clearing_cycle"]["closing"]["done"] == 4
+    assert sorted(world.tables("switch")["clearing_slices"]) == ["20261124/000001", "20261124/000002"]
     first_files = dict(world.boxes[clearing_files.issuer_box("bank-a")])
     world.boxes[clearing_files.issuer_box("bank-a")].clear()  # committed, never written: the crash came first
     world.crash("switch")
@@ -384,6 +386,9 @@ def test_a_switch_that_crashes_between_slices_goes_on_where_it_stopped_and_clear
     world.advance(PAST_RECONCILIATION_MS)
 
     assert outcome(world) == outcome(whole)
+    assert not world.tables("switch").get("clearing_slices")
+    (day,) = world.tables("switch")["clearing_days"].values()
+    assert day["decisions"] == "M" * len(AMOUNTS) and len(day["outputs"]) == 4
     box = world.boxes[clearing_files.issuer_box("bank-a")]
     assert set(first_files) <= set(box) and all(box[f] == first_files[f] for f in first_files), "written again, the same"
     assert len(box) == 4

@@ -89,6 +89,8 @@ FILE_TEXTS = "clearing_file_texts"
 CLOSING = "closing"  # clearing_cycle/closing: the cycle being cleared, slice by slice, and how far it is
 SLICE_TIMER = "clearing-slice"  # the next slice of a cut-off, at once: inputs that came meanwhile go first
 SLICE_ITEMS = 20_000  # items a slice clears: about a third of a second of the switch's time
+SLICES = "clearing_slices"  # "<day>/<slice>": what each slice of a cut-off decided, until the cycle is closed
+SLICE_FIELDS = ("outputs", "decisions", "deferred_items")  # a slice's, kept in its record, gathered in the day's
 PRESENTED = "clearing_presented"  # per slice of a day ("<day>/<slice>"): {presentment file: [host keys of the sales it presented]}
 
 
@@ -234,7 +236,12 @@ def clear_slice(switch: "Switch", now_ms: int) -> list[Effect]:
     effects.append(Trace("", "presentments cleared", {"day": day, "slice": slice_no, "items": len(items), "deferred": len(deferred),
                                                       "issuers": sorted(outputs)}))
     if len(part) == size and closing["done"] < closing["total"]:  # (an item short: the texts are read to their end)
-        return effects + [Put("clearing_cycle", CLOSING, closing), SetTimer(SLICE_TIMER, now_ms)]
+        # What this slice decided is a record of its own, the progress one of a constant size: a day of
+        # many slices writes each decision once, not the day's so far at every slice.
+        slice_record = {"outputs": outputs, "decisions": decisions_text, "deferred_items": [r[ITEM_KEY] for r in deferred]}
+        progress = {k: v for k, v in closing.items() if k not in SLICE_FIELDS}
+        return effects + [Put(SLICES, f"{day}/{slice_no:06d}", slice_record), Put("clearing_cycle", CLOSING, progress),
+                          SetTimer(SLICE_TIMER, now_ms)]
     return effects + _close(switch, now_ms)
 
 
@@ -390,6 +397,7 @@ def _close(switch: "Switch", now_ms: int) -> list[Effect]:
             effects.append(Trace("", "net settlement could not be booked", {"day": day, "results": sorted({str(r) for r in results})}))
     record = dict(closing, closed_ms=now_ms, positions=positions)
     del record["done"], record["total"]
+    effects += [Delete(SLICES, f"{day}/{k:06d}") for k in range(1, len(closing["outputs"]))]  # in the day's record now
     switch.closing = switch.closing_items = None
     switch.closing_texts = {}
     switch.closed_cutoff_ms = cutoff_ms
@@ -406,9 +414,14 @@ def _close(switch: "Switch", now_ms: int) -> list[Effect]:
     return effects
 
 
-def resume_closing(switch: "Switch", record: dict[str, Any], texts: dict[str, dict[str, Any]], now_ms: int) -> list[Effect]:
+def resume_closing(switch: "Switch", progress: dict[str, Any], slices: dict[str, dict[str, Any]], texts: dict[str, dict[str, Any]],
+                   now_ms: int) -> list[Effect]:
     """After a restart in the middle of a cut-off: the files of the slices cleared so far again, and the rest goes on."""
-    switch.closing = dict(record)
+    record = dict(progress, outputs=[], decisions="", deferred_items=[])
+    for key in sorted(k for k in slices if k.startswith(progress["day"] + "/")):
+        for field in SLICE_FIELDS:
+            record[field] += slices[key][field] if field != "outputs" else [slices[key][field]]
+    switch.closing = record
     switch.closing_texts = {name: texts[name]["text"] for name in record["files"]}
     switch.closing_items = None
     return forward_again(switch, record, texts) + [SetTimer(SLICE_TIMER, now_ms)]

@@ -122,7 +122,7 @@ class Switch:
             effects += clearing.report(self.config.institution_id, days[max(days)])
         closing = tables.get("clearing_cycle", {}).get(clearing.CLOSING)
         if closing:  # a cut-off was being cleared: it goes on (the next cut-off is armed when it is done)
-            return effects + clearing.resume_closing(self, closing, texts, now_ms)
+            return effects + clearing.resume_closing(self, closing, tables.get(clearing.SLICES, {}), texts, now_ms)
         return effects + self._arm_cutoff(now_ms)
 
     def _arm_cutoff(self, now_ms: int) -> list[Effect]:
