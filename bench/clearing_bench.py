@@ -32,8 +32,8 @@ gc.freeze()`` as ``runtime.parties.serve`` does), each timed on its own:
    does) before the next: matching, fees, booking, the issuer's files, net
    settlement, the report.
 3. issuer, posting: the switch's clearing files as they appear in the
-   issuer's box, taken as the runtime's box watch takes them (all that wait,
-   every ``POLL_INTERVAL_S``), each ``Issuer.handle(Command(CLEARING_FILE))``
+   issuer's box, taken as the runtime's box watch takes them (one at a time,
+   at once while files wait, every ``POLL_INTERVAL_S`` when none does), each ``Issuer.handle(Command(CLEARING_FILE))``
    + commit, until all N are posted.
 4. issuer, expiry sweep: 49 h after the last hold,
    ``Issuer.handle(TimerFired("hold-expiry"))`` + commit, a slice an input
@@ -496,8 +496,9 @@ def restarted_statuses(args, where: Path, now_ms: int) -> dict[str, int]:
 
 
 def child_posting(args, folder: Path) -> list[dict[str, Any]]:
-    """Each clearing file the switch writes, posted as the runtime's box watch takes them (every
-    POLL_INTERVAL_S, all that wait), until all n presentments are posted."""
+    """Each clearing file the switch writes, posted as the runtime's box watch takes them (one at a
+    time, the box looked at again at once while files wait, every POLL_INTERVAL_S when it is empty),
+    until all n presentments are posted."""
     n = args.count
     where = folder / ISSUER_FOLDER["posting"]
     issuer, store = started("issuer", args, where, FILES_AT_MS, set_up_issuer)
@@ -513,19 +514,17 @@ def child_posting(args, folder: Path) -> list[dict[str, Any]]:
     effects: list[Any] = []
     posted, files = 0, 0
     deadline = time.monotonic() + 900
-    while True:
-        for path in boxes.waiting(box):
-            if path.name in issuer.files_in:
-                continue
-            text = path.read_text(encoding="utf-8")
-            part = ph.run("handle", lambda: issuer.handle(Command(cf.CLEARING_FILE, {"box": box, "name": path.name, "text": text}), now))
-            ph.run("commit", lambda: store.commit(records_of(part)))
-            effects += part
-            posted += text.count("\n") - 1
-            files += 1
-        if posted >= n or time.monotonic() > deadline:
-            break
-        time.sleep(POLL_INTERVAL_S)
+    while posted < n and time.monotonic() < deadline:
+        path = next((p for p in boxes.waiting(box) if p.name not in issuer.files_in), None)
+        if path is None:
+            time.sleep(POLL_INTERVAL_S)
+            continue
+        text = path.read_text(encoding="utf-8")
+        part = ph.run("handle", lambda: issuer.handle(Command(cf.CLEARING_FILE, {"box": box, "name": path.name, "text": text}), now))
+        ph.run("commit", lambda: store.commit(records_of(part)))
+        effects += part
+        posted += text.count("\n") - 1
+        files += 1
     ended_at = time.monotonic()
     recon = [e.value for e in effects if isinstance(e, Put) and e.table == "reconciliation"][-1]
     total = sum(a["amount_fen"] for a in issuer.auths.values())

@@ -49,24 +49,30 @@ class ClearingBoxes:
             return []
         return sorted(p for p in d.iterdir() if p.is_file() and not p.name.startswith("."))
 
-    def take(self, node: Any, box: str) -> int:
-        """Hand every file waiting in ``box`` to the node's core; return how many."""
+    def take_next(self, node: Any, box: str) -> bool:
+        """Hand the first file waiting in ``box`` to the node's core (its records committed, the files
+        it caused written), then move it to ``done/``. False when none waits."""
         files = self.waiting(box)
-        for path in files:
-            text = path.read_text(encoding="utf-8")
-            node.handle_now(Command(CLEARING_FILE, {"box": box, "name": path.name, "text": text}))
-            done = path.parent / DONE
-            done.mkdir(exist_ok=True)
-            os.replace(path, done / path.name)
-        return len(files)
+        if not files:
+            return False
+        path = files[0]
+        text = path.read_text(encoding="utf-8")
+        node.handle_now(Command(CLEARING_FILE, {"box": box, "name": path.name, "text": text}))
+        done = path.parent / DONE
+        done.mkdir(exist_ok=True)
+        os.replace(path, done / path.name)
+        return True
 
     async def watch(self, node: Any, box: str, interval_s: float = POLL_INTERVAL_S) -> None:
+        """A file at a time, the party's other inputs served between two; the box looked at again at
+        once while files wait (a cut-off's slices come one after another), every ``interval_s`` when empty."""
         while True:
             try:
-                self.take(node, box)
+                took = self.take_next(node, box)
             except Exception:  # a bad file must not stop the party; the core names what is wrong
                 log.exception("%s: reading clearing box %s", node.name, box)
-            await asyncio.sleep(interval_s)
+                took = False
+            await asyncio.sleep(0 if took else interval_s)
 
 
 # -- `posnet clearing` ---------------------------------------------------------------------------
