@@ -94,6 +94,11 @@ SLICE_FIELDS = ("outputs", "decisions", "deferred_items")  # a slice's, kept in 
 PRESENTED = "clearing_presented"  # per slice of a day ("<day>/<slice>"): {presentment file: [host keys of the sales it presented]}
 
 
+def slice_key(day: str, slice_no: int) -> str:
+    """A slice of a day's cut-off, as its records (SLICES, PRESENTED) and its bookings are keyed."""
+    return f"{day}/{slice_no:06d}"
+
+
 def new_cycle(carried: list[list[Any]] | None = None) -> dict[str, Any]:
     """``carried``: the items (ITEM_FIELDS) an earlier cut-off deferred to this cycle."""
     return {"files": [], "carried_items": carried or [], "items": 0, "matches": {}, "rejected": 0, "members": {}}
@@ -191,7 +196,7 @@ def clear_slice(switch: "Switch", now_ms: int) -> list[Effect]:
                 auth["presented"] = row[SOURCE]
                 presented.setdefault(row[SOURCE], []).append(row[HOST_KEY])
     if presented:
-        effects.append(Put(PRESENTED, f"{day}/{slice_no:04d}", presented))
+        effects.append(Put(PRESENTED, slice_key(day, slice_no), presented))
     decisions_text = "".join(decisions)
     outputs = {
         issuer: f"C{switch.config.institution_id}_{issuer}_{day}_{switch.next_file_no():06d}.csv"
@@ -200,12 +205,13 @@ def clear_slice(switch: "Switch", now_ms: int) -> list[Effect]:
     if outputs:  # the files' numbers, kept: after a restart the next slice's files must not take them again
         effects.append(Put("state", "counters", switch.counters))
     forwarded, totals = _forward(switch, items, decisions_text, day, outputs, routes)
-    effects += _book(switch, f"{day}/{slice_no}", totals, now_ms)
+    effects += _book(switch, slice_key(day, slice_no), totals, now_ms)
     closing["done"] = start + len(part)
     closing["items"] += len(items)
     closing["deferred"] += len(deferred)
     closing["outputs"].append(outputs)
-    closing["deferred_items"] += [r[ITEM_KEY] for r in deferred]  # the rest, with the decisions: the issuers' files again
+    deferred_keys = [r[ITEM_KEY] for r in deferred]
+    closing["deferred_items"] += deferred_keys  # the rest, with the decisions: the issuers' files again
     closing["decisions"] += decisions_text
     for letter, n in Counter(decisions_text).items():
         label = MATCH_OF.get(letter) or REJECTED[letter]
@@ -238,9 +244,9 @@ def clear_slice(switch: "Switch", now_ms: int) -> list[Effect]:
     if len(part) == size and closing["done"] < closing["total"]:  # (an item short: the texts are read to their end)
         # What this slice decided is a record of its own, the progress one of a constant size: a day of
         # many slices writes each decision once, not the day's so far at every slice.
-        slice_record = {"outputs": outputs, "decisions": decisions_text, "deferred_items": [r[ITEM_KEY] for r in deferred]}
+        slice_record = {"outputs": outputs, "decisions": decisions_text, "deferred_items": deferred_keys}
         progress = {k: v for k, v in closing.items() if k not in SLICE_FIELDS}
-        return effects + [Put(SLICES, f"{day}/{slice_no:06d}", slice_record), Put("clearing_cycle", CLOSING, progress),
+        return effects + [Put(SLICES, slice_key(day, slice_no), slice_record), Put("clearing_cycle", CLOSING, progress),
                           SetTimer(SLICE_TIMER, now_ms)]
     return effects + _close(switch, now_ms)
 
@@ -269,6 +275,7 @@ def forward_again(switch: "Switch", record: dict[str, Any], texts: dict[str, dic
         at += len(rows)
         effects += _forward(switch, rows, letters, record["day"], files)[0]
     return effects
+
 
 def _decide(switch: "Switch", row: list[Any], issuer: str | None) -> str:
     """``row``: an item (ITEM_FIELDS); ``issuer``: the item's by its BIN (``switch.route``)."""
@@ -397,7 +404,7 @@ def _close(switch: "Switch", now_ms: int) -> list[Effect]:
             effects.append(Trace("", "net settlement could not be booked", {"day": day, "results": sorted({str(r) for r in results})}))
     record = dict(closing, closed_ms=now_ms, positions=positions)
     del record["done"], record["total"]
-    effects += [Delete(SLICES, f"{day}/{k:06d}") for k in range(1, len(closing["outputs"]))]  # in the day's record now
+    effects += [Delete(SLICES, slice_key(day, k)) for k in range(1, len(closing["outputs"]))]  # in the day's record now
     switch.closing = switch.closing_items = None
     switch.closing_texts = {}
     switch.closed_cutoff_ms = cutoff_ms
